@@ -1,0 +1,81 @@
+"""LossNet: the paper's training-free loss network, a frozen ImageNet VGG16 feature-matching loss."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from m2s_nnunet.weights import load_pretrained_into, read_state_dict, resolve_vgg16_weights
+
+# VGG16 `features` cut after relu1_2, relu2_2, relu3_3 and relu4_3.
+VGG16_BLOCKS = ((0, 4), (4, 9), (9, 16), (16, 23))
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class LossNet(nn.Module):
+    """Sum over four VGG16 blocks of MSE(features(prediction), features(target)).
+
+    Generalised to C channels: every channel of ``pred`` (probabilities) and ``target`` (one-hot or region
+    masks) is compared on its own, as a grey image repeated to RGB, and the per-channel losses are
+    averaged. Maps are resized to ``size`` (224 in the paper) *before* the channel repeat and ImageNet
+    normalisation (both are linear, so the order does not change the result, only the cost).
+
+    The VGG weights are frozen and the module stays in eval mode; it holds no trainable parameter and
+    belongs to the loss, never to the network (so it never reaches a checkpoint).
+
+    Args:
+        weights: a VGG16 state-dict file; None resolves ImageNet weights (see ``m2s_nnunet.weights``).
+        pretrained: False keeps random VGG weights (only for unit tests of the plumbing: not the paper's loss).
+        size: side of the square resize before VGG; None keeps the input size.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True,
+                 size: int | None = 224) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        features = vgg16(weights=None).features[: VGG16_BLOCKS[-1][1]]
+        if pretrained:
+            found = resolve_vgg16_weights(weights)
+            state = {k.removeprefix("features."): v for k, v in read_state_dict(found.path).items()
+                     if k.startswith("features.")} or read_state_dict(found.path)
+            load_pretrained_into(features, state, source=str(found.path))
+        self.blocks = nn.ModuleList(nn.Sequential(*features[a:b]) for a, b in VGG16_BLOCKS)
+        self.size = size
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> LossNet:
+        """Always eval: VGG16 has no BatchNorm, but dropout-free eval keeps it a fixed function."""
+        return super().train(False)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        x = x.reshape(b * c, 1, *x.shape[2:])
+        if self.size is not None and tuple(x.shape[2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return (x.expand(-1, 3, -1, -1) - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for block in self.blocks:
+            x = block(x)
+            out.append(x)
+        return out
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """pred, target: (B, C, H, W) in [0, 1]; returns a scalar."""
+        if pred.shape != target.shape:
+            raise ValueError(f"LossNet needs equal shapes, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        if pred.dim() != 4:
+            raise ValueError(f"LossNet works on 2D maps (B, C, H, W), got {pred.dim()}-D input")
+        with torch.no_grad():
+            target_feats = self._features(self._prepare(target.to(pred.dtype)))
+        pred_feats = self._features(self._prepare(pred))
+        return sum(F.mse_loss(p, t) for p, t in zip(pred_feats, target_feats))
