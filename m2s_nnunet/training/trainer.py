@@ -1,0 +1,197 @@
+"""M2SNetTrainer: nnU-Net v2's trainer with M2SNet as the network and Dice+CE + 0.1 x LossNet as the loss.
+
+Everything else (data loading, augmentation, sliding-window validation, checkpoints, 5-fold CV) is
+nnU-Net's own. Variants are small subclasses that change class attributes (see ``variants.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+from torch._dynamo import OptimizedModule
+
+from m2s_nnunet.losses import LossNet
+from m2s_nnunet.network import DEFAULT_ENCODER, M2SNet
+from m2s_nnunet.network.m2snet import SIDE_HEAD_STRIDES
+from m2s_nnunet.training.loss import SegmentationPlusLossNet
+from m2s_nnunet.training.schedule import GroupLRSchedule
+from m2s_nnunet.weights import PRETRAINED_ENV, load_encoder_weights, pretrained_enabled
+
+PLANS_SETTINGS_KEY = "m2snet"  # optional per-configuration dict in the plans, e.g. {"encoder": "resnet18"}
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The plain module under DDP and/or torch.compile wrappers."""
+    if hasattr(network, "module") and isinstance(network.module, nn.Module):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+class M2SNetTrainer(nnUNetTrainer):
+    """M2SNet (Res2Net-50 encoder, ImageNet weights) trained with Dice+CE + 0.1 x LossNet.
+
+    Optimiser (the paper's recipe, Zhao et al. 2023): SGD, Nesterov, momentum 0.9, weight decay 5e-4,
+    base lr 0.05 for the decoder and 10x lower for the pretrained backbone, triangular schedule (rise to
+    the peak at mid-training, then decay). nnU-Net's momentum 0.99 / lr 0.01 / poly recipe was tuned for
+    randomly initialised U-Nets; the lower backbone rate protects the ImageNet features early on. The
+    epoch budget is nnU-Net's (1000 x 250 iterations), so comparisons with ``nnUNetTrainer`` are at an
+    equal budget; ``_50epochs``/``_100epochs`` are closer to the paper's budget.
+    """
+
+    # What variants change. Read by the classmethod below too, so the predictor builds the same network.
+    encoder_name: str = DEFAULT_ENCODER
+    decoder_width: int = 64
+    use_side_heads: bool = False
+    use_pretrained_encoder: bool = True
+    lossnet_weight: float = 0.1
+    backbone_lr_factor: float = 0.1
+    lr_schedule: str = "triangular"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = self.use_side_heads
+        self.initial_lr = 0.05
+        self.weight_decay = 5e-4
+        self.momentum = 0.9
+        self._restoring_checkpoint = False
+        self.encoder_weights_source: str | None = None
+
+    # ---- network -------------------------------------------------------------------------------------
+    @classmethod
+    def m2snet_settings(cls, configuration_manager: ConfigurationManager) -> dict:
+        """Encoder and width for this configuration: the plans' ``m2snet`` entry wins over the class."""
+        settings = {"encoder": cls.encoder_name, "width": cls.decoder_width}
+        settings.update(configuration_manager.configuration.get(PLANS_SETTINGS_KEY, {}) or {})
+        return settings
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """Build M2SNet from the plans (never loads weights: this also runs at predict time)."""
+        patch = list(configuration_manager.patch_size)
+        if len(patch) != 2:
+            raise RuntimeError(
+                f"M2SNetTrainer is a 2D network but configuration '{configuration_manager.data_identifier}' "
+                f"has a {len(patch)}D patch {patch}. Train the '2d' configuration (nnUNetv2_train DATASET 2d FOLD "
+                "-tr M2SNetTrainer); 3D M2SNet is not available yet."
+            )
+        if min(patch) < 32:
+            raise RuntimeError(
+                f"patch size {patch} is too small for M2SNet (stride 32 needs >= 32 px per side). "
+                "Use `m2s-nnunet plan` or set a larger patch_size in the plans."
+            )
+        settings = cls.m2snet_settings(configuration_manager)
+        return M2SNet(
+            in_channels=num_input_channels,
+            num_classes=num_output_channels,
+            encoder=settings["encoder"],
+            width=int(settings["width"]),
+            side_heads=cls.use_side_heads,
+            deep_supervision=cls.use_side_heads and enable_deep_supervision,
+        )
+
+    def initialize(self) -> None:
+        super().initialize()
+        net = unwrap(self.network)
+        settings = self.m2snet_settings(self.configuration_manager)
+        n_params = sum(p.numel() for p in net.parameters())
+        self.print_to_log_file(
+            f"M2SNet: encoder {settings['encoder']}, width {settings['width']}, {n_params / 1e6:.2f} M parameters, "
+            f"side heads {self.use_side_heads}, LossNet weight {self.lossnet_weight}"
+        )
+        if self._restoring_checkpoint:
+            return  # the checkpoint brings every weight; ImageNet weights are not needed
+        if not self.use_pretrained_encoder:
+            self.print_to_log_file("Encoder initialised randomly (scratch variant).")
+        elif not pretrained_enabled():
+            self.print_to_log_file(f"WARNING: {PRETRAINED_ENV}=0: encoder initialised randomly.")
+        else:
+            found = load_encoder_weights(net)
+            self.encoder_weights_source = f"{found.path} ({found.origin})"
+            self.print_to_log_file(f"Loaded ImageNet encoder weights from {self.encoder_weights_source}")
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        self._restoring_checkpoint = True
+        try:
+            super().load_checkpoint(filename_or_checkpoint)
+        finally:
+            self._restoring_checkpoint = False
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        net = unwrap(self.network)
+        if net.has_side_heads:
+            net.deep_supervision = enabled
+
+    def _get_deep_supervision_scales(self):
+        if not self.enable_deep_supervision:
+            return None
+        dim = len(self.configuration_manager.patch_size)
+        return [[1.0] * dim] + [[1.0 / s] * dim for s in SIDE_HEAD_STRIDES]
+
+    def _do_i_compile(self) -> bool:
+        # torch.compile is opt-in for M2SNet (nnU-Net enables it by default on CUDA): it has not been
+        # validated on this network yet. Set nnUNet_compile=true to try it.
+        if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t"):
+            return False
+        return super()._do_i_compile()
+
+    # ---- loss ----------------------------------------------------------------------------------------
+    def _build_loss(self) -> nn.Module:
+        # nnU-Net's Dice+CE (or Dice+BCE with regions) for one output ...
+        ds = self.enable_deep_supervision
+        self.enable_deep_supervision = False
+        try:
+            seg_loss = super()._build_loss()
+        finally:
+            self.enable_deep_supervision = ds
+        # ... weighted over the side heads 1, 1/2, 1/4, 1/8 (all non-zero, so every head gets a gradient).
+        if ds:
+            weights = np.array([1 / 2**i for i in range(1 + len(SIDE_HEAD_STRIDES))])
+            seg_loss = DeepSupervisionWrapper(seg_loss, weights / weights.sum())
+        lossnet = LossNet() if self.lossnet_weight > 0 else None
+        loss = SegmentationPlusLossNet(
+            seg_loss, lossnet, self.lossnet_weight,
+            regions=self.label_manager.has_regions, ignore_label=self.label_manager.ignore_label,
+        )
+        return loss.to(self.device)
+
+    # ---- optimiser -----------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        net = unwrap(self.network)
+        backbone = [p for p in net.encoder.parameters() if p.requires_grad]
+        backbone_ids = {id(p) for p in backbone}
+        decoder = [p for p in net.parameters() if p.requires_grad and id(p) not in backbone_ids]
+        factor = self.backbone_lr_factor if (self.use_pretrained_encoder and pretrained_enabled()) else 1.0
+        optimizer = torch.optim.SGD(
+            [  # decoder first: nnU-Net logs param_groups[0]['lr']
+                {"params": decoder, "lr": self.initial_lr},
+                {"params": backbone, "lr": self.initial_lr * factor},
+            ],
+            lr=self.initial_lr, momentum=self.momentum, weight_decay=self.weight_decay, nesterov=True,
+        )
+        return optimizer, GroupLRSchedule(optimizer, self.num_epochs, self.lr_schedule)
+
+    # ---- logging of the two loss terms ---------------------------------------------------------------
+    def _log_loss_terms(self, phase: str) -> None:
+        if isinstance(self.loss, SegmentationPlusLossNet):
+            terms = self.loss.pop_running_means()
+            if terms:
+                self.print_to_log_file(f"{phase} loss terms: " + ", ".join(f"{k} {v:.4f}" for k, v in terms.items()))
+
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        super().on_train_epoch_end(train_outputs)
+        self._log_loss_terms("train")
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]) -> None:
+        super().on_validation_epoch_end(val_outputs)
+        self._log_loss_terms("val")

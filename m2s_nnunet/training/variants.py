@@ -1,0 +1,103 @@
+"""Trainer variants, named like nnU-Net's own (``nnUNetTrainer_5epochs``): each changes one or two things.
+
+Never rename a class once models were trained with it: nnU-Net stores the class name in every checkpoint
+and looks it up again at predict time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from m2s_nnunet.network import LIGHT_ENCODER
+from m2s_nnunet.training.trainer import M2SNetTrainer
+
+
+
+class M2SNetTrainer_5epochs(M2SNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 5
+
+
+class M2SNetTrainer_50epochs(M2SNetTrainer):
+    """About the paper's budget on polyps (50 epochs of 1450 images at batch 16 ~ 4.5k iterations)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 50
+
+
+class M2SNetTrainer_100epochs(M2SNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 100
+
+
+class M2SNetTrainer_250epochs(M2SNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 250
+
+
+class M2SNetTrainer_noLossNet(M2SNetTrainer):
+    """Ablation: nnU-Net's Dice+CE alone (no VGG16 weights needed, about 2x cheaper per step on CPU)."""
+
+    lossnet_weight = 0.0
+
+
+class M2SNetTrainer_scratch(M2SNetTrainer):
+    """No ImageNet encoder weights (works offline); the backbone then trains at the full learning rate."""
+
+    use_pretrained_encoder = False
+
+
+class M2SNetTrainer_DS(M2SNetTrainer):
+    """Deep supervision through side heads on O2, O3, O4 (1/4, 1/8, 1/16 scale), weights 1, 1/2, 1/4, 1/8."""
+
+    use_side_heads = True
+
+
+class M2SNetTrainer_polyLR(M2SNetTrainer):
+    """nnU-Net's polynomial decay instead of the paper's triangular schedule."""
+
+    lr_schedule = "poly"
+
+
+class M2SNetTrainer_resnet18(M2SNetTrainer):
+    """Light encoder for CPUs and small GPUs: ResNet-18 (ImageNet), about 2.3x fewer MACs than Res2Net-50."""
+
+    encoder_name = LIGHT_ENCODER
+
+
+class M2SNetTrainer_resnet18_scratch(M2SNetTrainer_resnet18):
+    use_pretrained_encoder = False
+
+
+class M2SNetTrainer_smoke(M2SNetTrainer):
+    """Tiny CPU smoke run for tests and CI: ResNet-18 from scratch, no LossNet, 1 epoch of 2 iterations."""
+
+    encoder_name = LIGHT_ENCODER
+    use_pretrained_encoder = False
+    lossnet_weight = 0.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+
+class M2SNetTrainer_demo(M2SNetTrainer_smoke):
+    """The `m2s-nnunet demo` run: long enough to learn the generated shapes on 2 CPU cores (~2-3 min)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 20
+        self.num_iterations_per_epoch = 25
+        self.num_val_iterations_per_epoch = 5

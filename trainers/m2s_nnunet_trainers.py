@@ -1,0 +1,9 @@
+"""Discovery shim for nnU-Net: point ``nnUNet_extTrainer`` at this folder (``m2s-nnunet env`` prints it).
+
+nnU-Net imports every top-level file here under its bare name and then drops this folder from
+``sys.modules``; the real code therefore lives in the installed package ``m2s_nnunet`` (so lazy imports
+and pickling keep working) and this file only re-exports the trainer classes.
+"""
+
+from m2s_nnunet.training import *  # noqa: F401,F403
+from m2s_nnunet.training import __all__  # noqa: F401
