@@ -1,0 +1,92 @@
+"""nnU-Net environment: folders, trainer discovery path and a runner for nnU-Net's commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+SHIM_NAME = "m2s_nnunet_trainers.py"
+_SHIM_SOURCE = '''"""Discovery shim for nnU-Net (written by m2s-nnunet): re-exports the trainers of the installed package."""
+
+from m2s_nnunet.training import *  # noqa: F401,F403
+'''
+
+
+def ext_trainer_folder() -> Path:
+    """The folder for ``nnUNet_extTrainer``.
+
+    In a source checkout (``pip install -e .``) this is the repository's ``trainers/``. For a regular
+    install, the same two-line shim is written once to ``~/.m2s_nnunet/trainers``.
+    """
+    repo_folder = Path(__file__).resolve().parents[1] / "trainers"
+    if (repo_folder / SHIM_NAME).is_file():
+        return repo_folder
+    user_folder = Path.home() / ".m2s_nnunet" / "trainers"
+    shim = user_folder / SHIM_NAME
+    if not shim.is_file():
+        user_folder.mkdir(parents=True, exist_ok=True)
+        shim.write_text(_SHIM_SOURCE)
+    return user_folder
+
+
+def with_ext_trainer(env: dict[str, str]) -> dict[str, str]:
+    """Add our trainer folder to ``nnUNet_extTrainer`` (kept first, other entries preserved)."""
+    folder = str(ext_trainer_folder())
+    parts = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != folder]
+    env["nnUNet_extTrainer"] = os.pathsep.join([folder, *parts])
+    return env
+
+
+def work_env(work_dir: str | Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for running nnU-Net inside ``work_dir`` (raw/preprocessed/results subfolders), on CPU-friendly
+    settings: one augmentation worker per core at most, two helper processes, torch.compile off."""
+    env = dict(os.environ if base is None else base)
+    work = Path(work_dir).resolve()
+    for name in NNUNET_FOLDERS:
+        (work / name).mkdir(parents=True, exist_ok=True)
+        env[name] = str(work / name)
+    env.setdefault("nnUNet_n_proc_DA", str(max(1, min(2, os.cpu_count() or 1))))
+    env.setdefault("nnUNet_def_n_proc", "2")
+    env.setdefault("nnUNet_compile", "f")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return with_ext_trainer(env)
+
+
+def nnunet_command(name: str) -> str:
+    """Absolute path of an nnU-Net console script (next to this Python first)."""
+    local = Path(sys.executable).parent / name
+    if local.is_file():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"'{name}' not found: is nnunetv2 installed in this environment?")
+    return found
+
+
+def run_nnunet(name: str, args: list[str], env: dict[str, str], log: Path | None = None,
+               quiet: bool = False) -> None:
+    """Run an nnU-Net command, streaming its output (nnU-Net prints per-epoch progress) and teeing to ``log``."""
+    cmd = [nnunet_command(name), *args]
+    print(f"$ {' '.join([name, *args])}", flush=True)
+    handle = open(log, "a") if log else None
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            if handle:
+                handle.write(line)
+            tail = (tail + [line])[-40:]
+            if not quiet:
+                print("  " + line, end="", flush=True)
+        code = proc.wait()
+    finally:
+        if handle:
+            handle.close()
+    if code != 0:
+        where = f" (full log: {log})" if log else ""
+        raise RuntimeError(f"{name} failed with exit code {code}{where}. Last lines:\n{''.join(tail)}")
