@@ -10,7 +10,7 @@ from pathlib import Path
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 SHIM_NAME = "m2s_nnunet_trainers.py"
-_SHIM_SOURCE = '''"""Discovery shim for nnU-Net (written by m2s-nnunet): re-exports the trainers of the installed package."""
+_SHIM_SOURCE = '''"""Discovery shim for nnU-Net (written by m2s-nnunet): re-exports the installed trainers."""
 
 from m2s_nnunet.training import *  # noqa: F401,F403
 '''

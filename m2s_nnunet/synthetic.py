@@ -54,7 +54,8 @@ def synthetic_rgb_case(rng: np.random.Generator, size: tuple[int, int] = (96, 96
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), mask.astype(np.uint8)
 
 
-def synthetic_ct_case(rng: np.random.Generator, shape: tuple[int, int, int] = (12, 64, 64)) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_ct_case(rng: np.random.Generator,
+                      shape: tuple[int, int, int] = (12, 64, 64)) -> tuple[np.ndarray, np.ndarray]:
     """One CT-like float32 volume in HU (Z, Y, X) and its 0/1 lesion mask."""
     zz, yy, xx = np.mgrid[: shape[0], : shape[1], : shape[2]]
     mask = np.zeros(shape, dtype=bool)

@@ -205,7 +205,7 @@ def load_pretrained_into(module: nn.Module, state_dict: dict[str, torch.Tensor],
             continue
         loaded[key] = tensor
     if missing or mismatched:
-        details = "; ".join((missing[:5] + mismatched[:5]))
+        details = "; ".join(missing[:5] + mismatched[:5])
         raise ValueError(
             f"{source} does not fit the model: {len(missing)} missing and {len(mismatched)} mismatched tensors "
             f"(e.g. {details}). Is it the right architecture?"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+with warnings.catch_warnings():  # timm's import trips a torch.jit deprecation warning that users cannot act on
+    warnings.simplefilter("ignore", FutureWarning)
+    import timm
 
 DEFAULT_ENCODER = "res2net50d"  # deep-stem Res2Net-50 v1b 26w x 4s, the paper's backbone
 LIGHT_ENCODER = "resnet18"

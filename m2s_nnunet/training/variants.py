@@ -12,7 +12,6 @@ from m2s_nnunet.network import LIGHT_ENCODER
 from m2s_nnunet.training.trainer import M2SNetTrainer
 
 
-
 class M2SNetTrainer_5epochs(M2SNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):

@@ -1,0 +1,129 @@
+"""The ``m2s-nnunet`` command: env, doctor, plan, demo, flops, and the analysis tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from m2s_nnunet import __version__
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, ext_trainer_folder
+
+    print("# Exports for nnU-Net with M2SNet (add them to your shell profile):")
+    for name in NNUNET_FOLDERS:
+        value = os.environ.get(name) or os.path.abspath(os.path.join(args.base, name))
+        print(f'export {name}="{value}"')
+    print(f'export nnUNet_extTrainer="{ext_trainer_folder()}"')
+    print("export nnUNet_compile=f   # torch.compile is opt-in for M2SNet (not validated yet)")
+    print("# Offline machines: place pretrained weights and point to them, see `m2s-nnunet doctor`")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from m2s_nnunet.doctor import run_doctor
+
+    return run_doctor()
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from m2s_nnunet.planning import plan_m2snet
+
+    path = plan_m2snet(args.dataset, gpu_memory_gb=args.gpu_memory_gb, encoder=args.encoder,
+                       patch_size=args.patch_size, source_plans=args.source_plans, plans_name=args.plans_name,
+                       lossnet=not args.no_lossnet, overwrite=args.overwrite)
+    config = json.loads(path.read_text())["configurations"]["2d"]
+    print(f"wrote {path}")
+    print(f"  2d: patch {config['patch_size']}, batch {config['batch_size']}, encoder {config['m2snet']['encoder']}, "
+          f"estimated {config['m2snet']['memory_model']['estimated_gb']} GB of {args.gpu_memory_gb} GB")
+    print(f"  train: nnUNetv2_train {args.dataset} 2d 0 -tr M2SNetTrainer -p {args.plans_name}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from m2s_nnunet.demo import run_demo
+
+    run_demo(args.work_dir, trainer=args.trainer)
+    return 0
+
+
+def _cmd_flops(args: argparse.Namespace) -> int:
+    from m2s_nnunet.complexity import complexity_report
+
+    report = complexity_report(args.encoder, args.in_channels, args.classes, tuple(args.size))
+    p = report["params"]
+    print(f"M2SNet ({report['encoder']}), input {report['input']}")
+    print(f"  parameters: {p['total'] / 1e6:.2f} M (encoder {p['encoder'] / 1e6:.2f} M, "
+          f"decoder {p['decoder'] / 1e6:.2f} M); paper: ~27.7 M with Res2Net-50")
+    print(f"  GMACs (multiply-accumulates; FLOPs = 2 x MACs): {report['gmacs_fast_filters']:.2f} with the fast "
+          f"fixed filters, {report['gmacs_plain_filters']:.2f} with plain all-ones convolutions "
+          f"(encoder alone {report['gmacs_encoder']:.2f})")
+    print("  The paper's '~9 GFLOPs' does not match the network as described (see M2SNET_SPEC / README).")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from m2s_nnunet.network import DEFAULT_ENCODER
+
+    parser = argparse.ArgumentParser(prog="m2s-nnunet", description="M2SNet for nnU-Net v2")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("env", help="print the environment variables nnU-Net + M2SNet need")
+    p.add_argument("--base", default=".", help="folder for nnUNet_raw/preprocessed/results when unset")
+    p.set_defaults(func=_cmd_env)
+
+    p = sub.add_parser("doctor", help="check versions, variables, trainer discovery, weights, device")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("plan", help="write M2SNetPlans.json (patch multiple of 32, M2SNet batch size)")
+    p.add_argument("-d", "--dataset", required=True, help="dataset id or DatasetXXX_Name (already planned by nnU-Net)")
+    p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory target (default 8, like nnU-Net)")
+    p.add_argument("--encoder", default=None, help=f"timm encoder (default {DEFAULT_ENCODER})")
+    p.add_argument("--patch-size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    p.add_argument("--source-plans", default="nnUNetPlans")
+    p.add_argument("--plans-name", default="M2SNetPlans")
+    p.add_argument("--no-lossnet", action="store_true", help="size batches for training without LossNet")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("demo", help="generate data, plan, train, predict and score on CPU (a few minutes)")
+    p.add_argument("--work-dir", default="m2s_work")
+    p.add_argument("--trainer", default="M2SNetTrainer_demo")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("flops", help="parameters and MACs of M2SNet")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER)
+    p.add_argument("--size", type=int, nargs=2, default=[352, 352], metavar=("H", "W"))
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--classes", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_flops)
+
+    try:
+        from m2s_nnunet import cli_analysis
+    except ImportError:
+        cli_analysis = None
+    if cli_analysis is not None:
+        cli_analysis.add_convert_parser(sub)
+        cli_analysis.add_evaluate_parser(sub)
+        cli_analysis.add_summarize_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (RuntimeError, FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"m2s-nnunet {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""``m2s-nnunet doctor``: check what a run needs and say how to fix what is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, ext_trainer_folder
+
+_OK, _WARN, _FAIL = "ok  ", "warn", "FAIL"
+
+
+def _line(status: str, what: str, fix: str = "") -> None:
+    print(f"[{status}] {what}" + (f"\n        fix: {fix}" if fix else ""))
+
+
+def _versions() -> int:
+    failures = 0
+    for package, wanted in (("torch", None), ("nnunetv2", "2.8"), ("timm", None), ("torchvision", None)):
+        try:
+            found = version(package)
+        except PackageNotFoundError:
+            _line(_FAIL, f"{package} is not installed", "pip install -e . (from the m2s-nnunet checkout)")
+            failures += 1
+            continue
+        if wanted and not found.startswith(wanted):
+            _line(_WARN, f"{package} {found} (tested with {wanted}.x)", f"pip install 'nnunetv2>={wanted},<2.9'")
+        else:
+            _line(_OK, f"{package} {found}")
+    return failures
+
+
+def _variables() -> int:
+    failures = 0
+    for name in NNUNET_FOLDERS:
+        value = os.environ.get(name)
+        if not value:
+            _line(_FAIL, f"{name} is not set", "eval \"$(m2s-nnunet env)\"")
+            failures += 1
+        elif not os.path.isdir(value):
+            _line(_WARN, f"{name}={value} does not exist yet", f"mkdir -p {value}")
+        else:
+            _line(_OK, f"{name}={value}")
+    folder = str(ext_trainer_folder())
+    entries = os.environ.get("nnUNet_extTrainer", "").split(os.pathsep)
+    if folder not in entries:
+        _line(_FAIL, "nnUNet_extTrainer does not contain the M2SNet trainers folder",
+              f'export nnUNet_extTrainer="{folder}"')
+        failures += 1
+    else:
+        _line(_OK, f"nnUNet_extTrainer contains {folder}")
+    if os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t"):
+        _line(_WARN, "nnUNet_compile=true: torch.compile has not been validated with M2SNet", "export nnUNet_compile=f")
+    return failures
+
+
+def _discovery() -> int:
+    """Ask nnU-Net itself, in a fresh process, to find the trainer (as nnUNetv2_train would)."""
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f;"
+            "c=f('M2SNetTrainer'); print(c.__module__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode == 0:
+        _line(_OK, f"nnU-Net finds M2SNetTrainer (module {proc.stdout.strip().splitlines()[-1]})")
+        return 0
+    _line(_FAIL, "nnU-Net cannot find M2SNetTrainer: " + proc.stderr.strip().splitlines()[-1:][0]
+          if proc.stderr.strip() else "nnU-Net cannot find M2SNetTrainer",
+          "set nnUNet_extTrainer as printed by `m2s-nnunet env`")
+    return 1
+
+
+def _weights() -> None:
+    from m2s_nnunet.network import DEFAULT_ENCODER, LIGHT_ENCODER
+    from m2s_nnunet.weights import (
+        ENCODER_WEIGHTS_ENV,
+        MissingWeightsError,
+        pretrained_enabled,
+        resolve_encoder_weights,
+        resolve_vgg16_weights,
+    )
+
+    if not pretrained_enabled():
+        _line(_WARN, "M2S_NNUNET_PRETRAINED=0: encoders train from scratch")
+    for name in (DEFAULT_ENCODER, LIGHT_ENCODER):
+        try:
+            found = resolve_encoder_weights(name, allow_download=False)
+            _line(_OK, f"ImageNet weights for {name}: {found.path} ({found.origin})")
+        except MissingWeightsError as err:
+            _line(_WARN, f"no local ImageNet weights for {name} (downloaded on first training when online)",
+                  f"online once: python -c \"import timm; timm.create_model('{name}', pretrained=True)\"; "
+                  f"offline: {ENCODER_WEIGHTS_ENV}=/path/file, or use M2SNetTrainer_scratch. "
+                  + str(err).splitlines()[0])
+    try:
+        found = resolve_vgg16_weights(allow_download=False)
+        _line(_OK, f"VGG16 weights for LossNet: {found.path} ({found.origin})")
+    except MissingWeightsError:
+        _line(_WARN, "no local VGG16 weights for LossNet (downloaded on first training when online)",
+              "online once: python -c \"import torchvision; torchvision.models.vgg16(weights='IMAGENET1K_V1')\"; "
+              "offline: M2S_NNUNET_VGG16_WEIGHTS=/path/vgg16-397923af.pth, or use M2SNetTrainer_noLossNet")
+
+
+def _device() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        _line(_OK, f"CUDA device: {torch.cuda.get_device_name(0)}")
+    else:
+        _line(_WARN, f"no CUDA device: train and predict with `-device cpu` ({os.cpu_count()} cores)",
+              "on CPU prefer M2SNetTrainer_resnet18 or short variants; set nnUNet_n_proc_DA to the core count")
+
+
+def run_doctor() -> int:
+    """Print one line per check; return 1 if something blocks training."""
+    failures = _versions() + _variables()
+    failures += _discovery()
+    _weights()
+    _device()
+    print("all required checks passed" if not failures else f"{failures} problem(s) need fixing (see 'fix:')")
+    return 1 if failures else 0
