@@ -1,0 +1,141 @@
+"""Folder evaluation: matching, probabilities vs masks, parity with nnU-Net's compute_metrics, outputs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from m2s_nnunet import cli_analysis, evaluation, metrics
+
+H, W = 24, 32
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    Image.fromarray(arr.astype(np.uint8)).save(path)
+
+
+def _make_folders(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """gt/pred folders with 4 cases: overlap, perfect, empty-empty, false positive; one .npz."""
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    gts, preds = {}, {}
+    g = np.zeros((H, W), np.uint8)
+    g[4:12, 4:12] = 1
+    p = np.zeros_like(g)
+    p[6:14, 4:12] = 1
+    gts["a"], preds["a"] = g, p
+    gts["b"], preds["b"] = g.copy(), g.copy()
+    gts["c"], preds["c"] = np.zeros_like(g), np.zeros_like(g)
+    fp = np.zeros_like(g)
+    fp[0:3, 0:3] = 1
+    gts["d"], preds["d"] = np.zeros_like(g), fp
+    for k in gts:
+        _save(gt_dir / f"{k}.png", gts[k])
+        _save(pred_dir / f"{k}.png", preds[k])
+    prob1 = np.clip(preds["a"] * 0.8 + 0.1, 0, 1).astype(np.float32)
+    np.savez_compressed(pred_dir / "a.npz", probabilities=np.stack([1 - prob1, prob1])[:, None])  # (C, 1, H, W)
+    return pred_dir, gt_dir, {"gt_" + k: v for k, v in gts.items()} | preds
+
+
+def test_evaluate_folder_conventions_and_sources(tmp_path):
+    pred_dir, gt_dir, arrays = _make_folders(tmp_path)
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    pc = res.per_case.set_index("case")
+    assert pc.loc["a", "source"] == "probabilities" and pc.loc["b", "source"] == "mask"
+    assert math.isnan(pc.loc["c", "nnunet_Dice"]) and pc.loc["c", "dice"] == 1.0
+    assert pc.loc["d", "nnunet_Dice"] == 0.0 and pc.loc["d", "dice"] == 0.0
+    # a: gt rows 4..11, pred rows 6..13 -> TP 6*8, FP 2*8, FN 2*8
+    assert pc.loc["a", "nnunet_Dice"] == pytest.approx(2 * 48 / (2 * 48 + 16 + 16))
+    agg = res.aggregate.iloc[0]
+    assert agg["n_empty_empty"] == 1
+    assert agg["nnU-Net Dice"] == pytest.approx(np.nanmean([0.75, 1.0, np.nan, 0.0]))
+    assert agg["mDice"] == pytest.approx(np.mean([0.75, 1.0, 1.0, 0.0]))
+    # soft metrics of case a come from the npz probabilities, not from the mask
+    prob1 = np.clip(arrays["a"] * 0.8 + 0.1, 0, 1)
+    expected = metrics.sod_metrics(metrics.to_grey_map(prob1), arrays["gt_a"] == 1)
+    assert pc.loc["a", "mae"] == pytest.approx(expected["mae"])
+    assert any("probabilities (1 cases)" in n for n in res.notes)
+
+
+def test_parity_with_nnunet_compute_metrics(tmp_path):
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+
+    rng = np.random.default_rng(1)
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    for i in range(4):
+        _save(gt_dir / f"c{i}.png", rng.integers(0, 3, (H, W)))
+        _save(pred_dir / f"c{i}.png", rng.integers(0, 3, (H, W)) * (i != 3))
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1", "2"], progress=False)
+    for i in range(4):
+        ref = compute_metrics(str(gt_dir / f"c{i}.png"), str(pred_dir / f"c{i}.png"), NaturalImage2DIO(), [1, 2])
+        for lab in (1, 2):
+            row = res.per_case[(res.per_case["case"] == f"c{i}") & (res.per_case["label"] == lab)].iloc[0]
+            for k in ("TP", "FP", "FN", "TN"):
+                assert row[k] == ref["metrics"][lab][k]
+            assert row["nnunet_Dice"] == pytest.approx(ref["metrics"][lab]["Dice"], nan_ok=True)
+            assert row["nnunet_IoU"] == pytest.approx(ref["metrics"][lab]["IoU"], nan_ok=True)
+    assert res.aggregate["label"].iloc[-1] == "foreground mean"
+
+
+def test_gt_0_255_masks_and_labels_from_dataset_json(tmp_path):
+    pred_dir, gt_dir, arrays = _make_folders(tmp_path)
+    for k in "abcd":
+        _save(gt_dir / f"{k}.png", arrays["gt_" + k] * 255)
+    (pred_dir / "dataset.json").write_text('{"labels": {"background": 0, "polyp": 1}}')
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    assert res.aggregate["label"].iloc[0] == "1 (polyp)"
+    assert res.per_case.set_index("case").loc["b", "nnunet_Dice"] == 1.0
+
+
+def test_errors_are_clear(tmp_path):
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    (gt_dir / "d.png").unlink()
+    with pytest.raises(evaluation.EvaluationError, match="no reference.*d"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    (pred_dir / "d.png").unlink()
+    (pred_dir / "c.png").unlink()
+    with pytest.raises(evaluation.EvaluationError, match="--chill"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    assert len(evaluation.evaluate_folder(pred_dir, gt_dir, allow_missing=True, progress=False).per_case) == 2
+    _save(pred_dir / "b.png", np.zeros((H + 1, W), np.uint8))
+    with pytest.raises(evaluation.EvaluationError, match="shape mismatch for case 'b'"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, allow_missing=True, progress=False)
+
+
+def test_nifti_volumes_report_nnunet_convention_only(tmp_path):
+    import SimpleITK as sitk
+
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    vol = np.zeros((5, 8, 8), np.uint8)
+    vol[1:4, 2:6, 2:6] = 1
+    for d, arr in ((gt_dir, vol), (pred_dir, np.roll(vol, 1, axis=0))):
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(d / "v1.nii.gz"))
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    assert res.is_3d and "mDice" not in res.aggregate.columns
+    assert res.aggregate["nnU-Net Dice"].iloc[0] == pytest.approx(2 * 32 / (2 * 32 + 16 + 16))
+    assert any("3D volumes" in n for n in res.notes)
+
+
+def test_cli_evaluate_writes_outputs(tmp_path, capsys):
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    parser = argparse.ArgumentParser()
+    cli_analysis.add_evaluate_parser(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", str(pred_dir), str(gt_dir), "-o", str(tmp_path / "ev")])
+    assert args.func(args) == 0
+    for name in ("per_case.csv", "aggregate.csv", "aggregate.md"):
+        assert (tmp_path / "ev" / name).stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "mDice" in out and "py_sod_metrics.WeightedFmeasure" in out
+    args = parser.parse_args(["evaluate", str(pred_dir), str(tmp_path / "nope")])
+    assert args.func(args) == 1

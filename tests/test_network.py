@@ -1,0 +1,150 @@
+"""M2SNet: shapes, gradients, fixed filters, buffers, determinism, encoder mapping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from m2s_nnunet import M2SNet
+from m2s_nnunet.network.blocks import FixedAllOnesFilter, MultiScaleFilters
+from m2s_nnunet.network.encoder import map_levels
+
+
+@pytest.fixture(scope="module")
+def default_nets():
+    torch.manual_seed(0)
+    return {(c, k): M2SNet(c, k).eval() for c in (1, 3) for k in (2, 4)}
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("classes", [2, 4])
+@pytest.mark.parametrize("size", [(32, 32), (80, 112), (352, 352), (57, 83)])
+def test_output_shape_default_encoder(default_nets, in_channels, classes, size):
+    net = default_nets[(in_channels, classes)]
+    with torch.no_grad():
+        out = net(torch.randn(1, in_channels, *size))
+    assert isinstance(out, torch.Tensor)
+    assert out.shape == (1, classes, *size)
+    assert torch.isfinite(out).all()
+
+
+def test_default_matches_paper_parameter_count():
+    params = sum(p.numel() for p in M2SNet(3, 1).parameters())
+    assert abs(params / 1e6 - 27.7) < 0.05  # the paper reports ~27.7 M
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "test_efficientnet", "test_convnext"])
+def test_other_timm_encoders(encoder):
+    net = M2SNet(2, 3, encoder=encoder).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 2, 64, 96)).shape == (2, 3, 64, 96)
+
+
+def test_gradients_reach_every_trainable_parameter_and_not_the_fixed_filters():
+    torch.manual_seed(0)
+    net = M2SNet(3, 2, encoder="resnet18", side_heads=True, deep_supervision=True).train()
+    for module in net.modules():  # timm zero-initialises the last BN of each residual block: undo it,
+        if isinstance(module, torch.nn.BatchNorm2d):  # or those blocks' convs would get exactly-zero gradients
+            torch.nn.init.ones_(module.weight)
+    outputs = net(torch.randn(2, 3, 64, 64))
+    sum(o.float().pow(2).mean() for o in outputs).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {name}"
+    fixed = [b for name, b in net.named_buffers() if name.endswith(".weight")]
+    assert fixed and all(not b.requires_grad and b.grad is None for b in fixed)
+    param_ids = {id(p) for p in net.parameters()}
+    assert all(id(b) not in param_ids for b in fixed)
+
+
+def test_fixed_filters_are_shared_and_not_in_state_dict():
+    net = M2SNet(3, 2, encoder="resnet18")
+    filters = {id(unit._filters) for unit in net.pyramid.values()}
+    assert filters == {id(net.filters)}
+    state = net.state_dict()
+    assert not any(k.startswith("filters.") and k.endswith(".weight") and "norm" not in k for k in state)
+    assert "filters.f3.norm.weight" in state and "filters.f5.norm.weight" in state
+
+
+@pytest.mark.parametrize("dim,kernel", [(2, 3), (2, 5), (3, 3), (3, 5)])
+def test_fast_path_equals_plain_convolution(dim, kernel):
+    torch.manual_seed(0)
+    fast = FixedAllOnesFilter(16, kernel, dim, fast_path=True).double()
+    plain = FixedAllOnesFilter(16, kernel, dim, fast_path=False).double()
+    x = torch.randn(2, 16, *([9] * dim), dtype=torch.float64)
+    torch.testing.assert_close(fast.box_filter(x), plain.box_filter(x), rtol=1e-10, atol=1e-10)
+    plain.load_state_dict(fast.state_dict())
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-10)
+
+
+def test_fast_and_plain_networks_agree():
+    torch.manual_seed(0)
+    # float64: with untrained BN statistics activations reach ~1e6, where float32 sums differ in the 7th digit
+    fast = M2SNet(3, 2, encoder="resnet18", fast_filters=True).double().eval()
+    plain = M2SNet(3, 2, encoder="resnet18", fast_filters=False).double().eval()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(1, 3, 64, 80, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-9, atol=1e-6)
+
+
+def test_to_moves_every_buffer_and_parameter():
+    net = M2SNet(3, 2, encoder="resnet18").to(torch.float64).to("meta")
+    tensors = list(net.parameters()) + list(net.buffers())
+    assert all(t.device.type == "meta" for t in tensors)
+    assert all(t.dtype in (torch.float64, torch.int64) for t in tensors)
+    # the shared filters are reached through every unit too
+    assert all(unit._filters.f3.weight.device.type == "meta" for unit in net.pyramid.values())
+
+
+def test_eval_output_is_deterministic():
+    torch.manual_seed(0)
+    net = M2SNet(3, 2, encoder="resnet18").eval()
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x), rtol=0, atol=0)
+
+
+def test_side_heads_only_exist_when_asked():
+    plain = M2SNet(3, 2, encoder="resnet18")
+    with_heads = M2SNet(3, 2, encoder="resnet18", side_heads=True)
+    assert len(plain.head.seg_layers) == 1 and not plain.has_side_heads
+    assert len(with_heads.head.seg_layers) == 4
+    extra = sum(p.numel() for p in with_heads.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 3 * (64 * 2 + 2)
+    with torch.no_grad():
+        assert isinstance(with_heads.eval()(torch.randn(1, 3, 64, 64)), torch.Tensor)  # DS off by default
+        with_heads.deep_supervision = True
+        shapes = [o.shape[2:] for o in with_heads(torch.randn(1, 3, 80, 112))]
+    assert shapes == [(80, 112), (20, 28), (10, 14), (5, 7)]
+    with pytest.raises(ValueError, match="side_heads"):
+        M2SNet(3, 2, encoder="resnet18", deep_supervision=True)
+
+
+def test_seg_layer_names_match_nnunet_pretrained_skip_rule():
+    keys = M2SNet(3, 2, encoder="resnet18").state_dict().keys()
+    assert [k for k in keys if ".seg_layers." in k] == ["head.seg_layers.0.weight", "head.seg_layers.0.bias"]
+
+
+def test_clear_errors_for_bad_inputs():
+    net = M2SNet(3, 2, encoder="resnet18").eval()
+    with pytest.raises(ValueError, match="at least 32"):
+        net(torch.randn(1, 3, 31, 64))
+    with pytest.raises(ValueError, match="built for .B, 3, H, W. inputs"):
+        net(torch.randn(1, 1, 64, 64))
+    with pytest.raises(ValueError, match="unknown timm encoder"):
+        M2SNet(3, 2, encoder="no_such_net")
+
+
+def test_level_mapping_from_feature_info():
+    resnet = map_levels([2, 4, 8, 16, 32], [64, 256, 512, 1024, 2048])
+    assert resnet.indices == (0, 1, 2, 3, 4) and resnet.pool_x1 and resnet.channels[0] == 64
+    convnext = map_levels([4, 8, 16, 32], [96, 192, 384, 768])
+    assert convnext.indices == (0, 0, 1, 2, 3) and not convnext.pool_x1
+    with pytest.raises(ValueError, match="strides 4, 8, 16 and 32"):
+        map_levels([2, 4, 8, 16], [1, 2, 3, 4], "shallow")
+
+
+def test_multi_scale_filters_3d_shapes():
+    filters = MultiScaleFilters(8, dim=3)
+    x = torch.randn(1, 8, 6, 10, 12)
+    assert filters.f3(x).shape == x.shape and filters.f5(x).shape == x.shape
