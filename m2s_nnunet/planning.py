@@ -156,8 +156,7 @@ def plan_m2snet(dataset: str, gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB, enco
         raise RuntimeError(f"{source} not found. Run `nnUNetv2_plan_and_preprocess -d {dataset} -c 2d` first.")
     target = folder / f"{plans_name}.json"
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass --overwrite to replace it (models trained with it stay valid "
-                              "only if patch and batch size do not matter to you)")
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     plans = json.loads(source.read_text())
     if "2d" not in plans["configurations"]:
         raise RuntimeError(f"{source} has no '2d' configuration; rerun nnUNetv2_plan_and_preprocess with -c 2d")

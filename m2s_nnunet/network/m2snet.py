@@ -91,6 +91,13 @@ class M2SNet(nn.Module):
         return len(self.head.seg_layers) > 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"M2SNet was built for (B, {self.in_channels}, H, W) inputs but got {tuple(x.shape)}. "
+                f"With nnU-Net this means the images have a different channel count than the training "
+                f"data (e.g. grey vs RGB PNGs, RGBA PNGs, or a missing/extra _000X channel file); convert them to "
+                f"{self.in_channels} channel(s)."
+            )
         if min(x.shape[2:]) < 32:
             raise ValueError(f"M2SNet needs inputs of at least 32 px per side (stride 32), got {tuple(x.shape)}")
         x1, x2, x3, x4, x5 = self.encoder(x)

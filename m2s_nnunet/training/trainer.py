@@ -21,7 +21,14 @@ from m2s_nnunet.network import DEFAULT_ENCODER, M2SNet
 from m2s_nnunet.network.m2snet import SIDE_HEAD_STRIDES
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 from m2s_nnunet.training.schedule import GroupLRSchedule
-from m2s_nnunet.weights import PRETRAINED_ENV, load_encoder_weights, pretrained_enabled
+from m2s_nnunet.weights import (
+    PRETRAINED_ENV,
+    MissingWeightsError,
+    load_encoder_weights,
+    pretrained_enabled,
+    resolve_encoder_weights,
+    resolve_vgg16_weights,
+)
 
 PLANS_SETTINGS_KEY = "m2snet"  # optional per-configuration dict in the plans, e.g. {"encoder": "resnet18"}
 
@@ -100,7 +107,26 @@ class M2SNetTrainer(nnUNetTrainer):
             deep_supervision=cls.use_side_heads and enable_deep_supervision,
         )
 
+    def _check_weights_available(self) -> None:
+        """Resolve every pretrained file this run needs *before* building anything, and report all that are
+        missing in one error (instead of failing on VGG16 first and on the encoder on the next try)."""
+        problems = []
+        if self.use_pretrained_encoder and pretrained_enabled():
+            try:
+                resolve_encoder_weights(self.m2snet_settings(self.configuration_manager)["encoder"])
+            except MissingWeightsError as err:
+                problems.append(str(err))
+        if self.lossnet_weight > 0:
+            try:
+                resolve_vgg16_weights()
+            except MissingWeightsError as err:
+                problems.append(str(err))
+        if problems:
+            raise MissingWeightsError("\n\n".join(problems))
+
     def initialize(self) -> None:
+        if not self._restoring_checkpoint:
+            self._check_weights_available()
         super().initialize()
         net = unwrap(self.network)
         settings = self.m2snet_settings(self.configuration_manager)
@@ -164,6 +190,28 @@ class M2SNetTrainer(nnUNetTrainer):
             regions=self.label_manager.has_regions, ignore_label=self.label_manager.ignore_label,
         )
         return loss.to(self.device)
+
+    def train_step(self, batch: dict) -> dict:
+        self._check_label_values(batch["target"])
+        return super().train_step(batch)
+
+    def _check_label_values(self, target: torch.Tensor | list[torch.Tensor]) -> None:
+        """Fail with a clear message on label values the dataset does not declare (e.g. masks saved as 0/255),
+        instead of nnU-Net's 'index 255 is out of bounds' deep inside the loss."""
+        if self.label_manager.has_regions:
+            return
+        full = target[0] if isinstance(target, (list, tuple)) else target
+        allowed = set(range(self.label_manager.num_segmentation_heads))
+        if self.label_manager.ignore_label is not None:
+            allowed.add(self.label_manager.ignore_label)
+        unexpected = sorted(set(torch.unique(full).long().tolist()) - allowed)
+        if unexpected:
+            raise RuntimeError(
+                f"training targets contain label values {unexpected}, but dataset.json "
+                f"declares labels {sorted(allowed)}. Masks saved as 0/255 (or JPEG masks) cause this: convert them "
+                "to consecutive values 0..K (e.g. `m2s-nnunet convert`, or (mask > 127) for binary masks), then "
+                "rerun nnUNetv2_plan_and_preprocess with --verify_dataset_integrity."
+            )
 
     # ---- optimiser -----------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,0 +1,29 @@
+"""Test-only trainer variants, found by nnU-Net through ``nnUNet_extTrainer`` (the tests add this folder)."""
+
+import os
+import sys
+
+import torch
+
+from m2s_nnunet.training import M2SNetTrainer_smoke
+
+
+class M2SNetTrainer_smokeLossNet(M2SNetTrainer_smoke):
+    """The smoke run with LossNet on (VGG16 weights come from M2S_NNUNET_VGG16_WEIGHTS, written by the test)."""
+
+    lossnet_weight = 0.1
+
+
+class M2SNetTrainer_smokeResume(M2SNetTrainer_smoke):
+    """Two epochs with a checkpoint after each; M2S_TEST_CRASH=1 kills the process after the first epoch."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.save_every = 1
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        if os.environ.get("M2S_TEST_CRASH") == "1" and self.current_epoch == 1:
+            sys.exit(3)  # a crashed job: training stops here, checkpoint_latest.pth stays

@@ -1,0 +1,194 @@
+"""Real nnU-Net runs on CPU: plan -> train (smoke variant) -> validate -> predict -> CV tools.
+
+These call nnU-Net's own console scripts in subprocesses, exactly as users do. About 5 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nnunet_runner import make_env, run, write_two_fold_split
+from PIL import Image
+
+from m2s_nnunet.synthetic import make_ct_dataset, make_rgb_dataset
+
+pytestmark = pytest.mark.slow
+
+RGB_ID, CT_ID, BAD_ID = 931, 932, 933
+SMOKE = "M2SNetTrainer_smoke"
+
+
+def _model_dir(env, dataset: str, trainer: str, plans: str = "nnUNetPlans", config: str = "2d") -> Path:
+    return Path(env["nnUNet_results"]) / dataset / f"{trainer}__{plans}__{config}"
+
+
+@pytest.fixture(scope="module")
+def rgb(tmp_path_factory):
+    """A planned 2D RGB dataset with a 2-fold split, and the smoke variant trained on both folds."""
+    work = tmp_path_factory.mktemp("rgb")
+    env = make_env(work)
+    folder = make_rgb_dataset(env["nnUNet_raw"], RGB_ID, "RGB", num_train=10, num_test=2, size=(64, 64))
+    run("nnUNetv2_plan_and_preprocess", ["-d", str(RGB_ID), "-c", "2d", "-np", "1", "-npfp", "1",
+                                         "--verify_dataset_integrity"], env)
+    cases = sorted(p.name[: -len(".png")] for p in (folder / "labelsTr").glob("*.png"))
+    write_two_fold_split(Path(env["nnUNet_preprocessed"]) / folder.name, cases)
+    run("nnUNetv2_train", [str(RGB_ID), "2d", "0", "-tr", SMOKE, "-device", "cpu"], env)
+    run("nnUNetv2_train", [str(RGB_ID), "2d", "1", "-tr", SMOKE, "-device", "cpu", "--npz"], env)
+    return {"env": env, "work": work, "raw": folder, "name": folder.name}
+
+
+def test_trainer_discovery_in_a_fresh_process(rgb):
+    code = ("from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as f\n"
+            "import m2s_nnunet.training as t\n"
+            "for name in t.__all__[:-1]:\n"
+            "    assert f(name).__name__ == name, name\n"
+            "print('found', len(t.__all__) - 1)")
+    proc = subprocess.run([sys.executable, "-c", code], env=rgb["env"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "found 13" in proc.stdout
+
+
+def test_training_outputs_and_validation_summary(rgb):
+    model = _model_dir(rgb["env"], rgb["name"], SMOKE)
+    for fold in (0, 1):
+        assert (model / f"fold_{fold}" / "checkpoint_final.pth").is_file()
+        summary = json.loads((model / f"fold_{fold}" / "validation" / "summary.json").read_text())
+        assert "1" in summary["mean"] and len(summary["metric_per_case"]) == 5
+    assert (model / "plans.json").is_file() and (model / "dataset.json").is_file()
+    assert list((model / "fold_1" / "validation").glob("*.npz"))
+
+
+def test_checkpoint_holds_only_the_network(rgb):
+    ckpt = torch.load(_model_dir(rgb["env"], rgb["name"], SMOKE) / "fold_0" / "checkpoint_final.pth",
+                      map_location="cpu", weights_only=False)
+    assert ckpt["trainer_name"] == SMOKE
+    keys = set(ckpt["network_weights"])
+    assert any(k.startswith("encoder.body.") for k in keys) and "head.seg_layers.0.weight" in keys
+    assert not any("lossnet" in k or k.startswith("blocks.") for k in keys)
+    assert len(ckpt["optimizer_state"]["param_groups"]) == 2  # decoder and backbone learning rates
+
+
+def test_val_npz_reexports_probabilities(rgb):
+    validation = _model_dir(rgb["env"], rgb["name"], SMOKE) / "fold_0" / "validation"
+    assert not list(validation.glob("*.npz"))
+    run("nnUNetv2_train", [str(RGB_ID), "2d", "0", "-tr", SMOKE, "-device", "cpu", "--val", "--npz"], rgb["env"])
+    npz = sorted(validation.glob("*.npz"))
+    assert len(npz) == 5
+    probs = np.load(npz[0])["probabilities"]
+    assert probs.shape[0] == 2 and np.allclose(probs.sum(0), 1, atol=1e-3)
+
+
+def test_predict_held_out_images(rgb):
+    out = rgb["work"] / "pred"
+    run("nnUNetv2_predict", ["-i", str(rgb["raw"] / "imagesTs"), "-o", str(out), "-d", str(RGB_ID), "-c", "2d",
+                             "-tr", SMOKE, "-f", "0", "1", "-device", "cpu", "-npp", "1", "-nps", "1"], rgb["env"])
+    preds = sorted(out.glob("*.png"))
+    assert [p.name for p in preds] == ["case_010.png", "case_011.png"]
+    for p in preds:
+        arr = np.asarray(Image.open(p))
+        assert arr.shape == (64, 64) and set(np.unique(arr)) <= {0, 1}
+
+
+def test_find_best_configuration_on_two_folds(rgb):
+    env = dict(rgb["env"])
+    env.pop("nnUNet_extTrainer")  # find_best does not need the trainer class
+    run("nnUNetv2_find_best_configuration", [str(RGB_ID), "-c", "2d", "-tr", SMOKE, "-f", "0", "1", "-np", "1"], env)
+    base = Path(env["nnUNet_results"]) / rgb["name"]
+    info = json.loads((base / "inference_information.json").read_text())
+    assert info["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == SMOKE
+    assert (_model_dir(env, rgb["name"], SMOKE) / "crossval_results_folds_0_1" / "summary.json").is_file()
+
+
+def test_wrong_channel_count_at_predict_time(rgb):
+    grey = rgb["work"] / "grey_in"
+    grey.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)).save(grey / "g_0000.png")
+    proc = run("nnUNetv2_predict", ["-i", str(grey), "-o", str(rgb["work"] / "grey_out"), "-d", str(RGB_ID), "-c",
+                                    "2d", "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"],
+               rgb["env"], expect_ok=False)
+    assert proc.returncode != 0
+    assert "M2SNet was built for (B, 3, H, W) inputs" in proc.stdout + proc.stderr
+
+
+def test_resume_with_c_after_a_crash(rgb):
+    trainer = "M2SNetTrainer_smokeResume"
+    crashed = run("nnUNetv2_train", [str(RGB_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
+                  {**rgb["env"], "M2S_TEST_CRASH": "1"}, expect_ok=False)
+    assert crashed.returncode == 3
+    fold = _model_dir(rgb["env"], rgb["name"], trainer) / "fold_0"
+    assert (fold / "checkpoint_latest.pth").is_file() and not (fold / "checkpoint_final.pth").exists()
+    resumed = run("nnUNetv2_train", [str(RGB_ID), "2d", "0", "-tr", trainer, "-device", "cpu", "--c"], rgb["env"])
+    assert "Epoch 1" in resumed.stdout and "Epoch 0" not in resumed.stdout
+    assert "ImageNet" not in resumed.stdout
+    final = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert final["current_epoch"] == 2
+
+
+def test_lossnet_trainer_with_pretrained_weights_keeps_vgg_out_of_checkpoint(rgb, tmp_path):
+    from torchvision.models import vgg16
+
+    vgg_file = tmp_path / "vgg16_test.pth"
+    torch.save(vgg16(weights=None).state_dict(), vgg_file)  # random stand-in: offline machine, see README
+    trainer = "M2SNetTrainer_smokeLossNet"
+    smoke_ckpt = _model_dir(rgb["env"], rgb["name"], SMOKE) / "fold_0" / "checkpoint_final.pth"
+    proc = run("nnUNetv2_train", [str(RGB_ID), "2d", "1", "-tr", trainer, "-device", "cpu",
+                                  "-pretrained_weights", str(smoke_ckpt)],
+               {**rgb["env"], "M2S_NNUNET_VGG16_WEIGHTS": str(vgg_file)})
+    assert "lossnet" in proc.stdout  # the per-epoch log of the two loss terms
+    ckpt = torch.load(_model_dir(rgb["env"], rgb["name"], trainer) / "fold_1" / "checkpoint_final.pth",
+                      map_location="cpu", weights_only=False)
+    smoke = torch.load(smoke_ckpt, map_location="cpu", weights_only=False)
+    assert set(ckpt["network_weights"]) == set(smoke["network_weights"])
+
+
+def test_missing_pretrained_weights_fail_fast_with_instructions(rgb, tmp_path):
+    env = {**rgb["env"], "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path)}
+    for var in ("M2S_NNUNET_ENCODER_WEIGHTS", "M2S_NNUNET_WEIGHTS_DIR", "M2S_NNUNET_PRETRAINED"):
+        env.pop(var, None)
+    proc = run("nnUNetv2_train", [str(RGB_ID), "2d", "0", "-tr", "M2SNetTrainer_resnet18", "-device", "cpu"],
+               env, expect_ok=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "MissingWeightsError" in output
+    assert "M2S_NNUNET_ENCODER_WEIGHTS" in output and "M2S_NNUNET_VGG16_WEIGHTS" in output  # both, in one go
+    assert "Epoch 0" not in output
+
+
+def test_ct_volumes_trained_in_2d(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ct")
+    env = make_env(work)
+    folder = make_ct_dataset(env["nnUNet_raw"], CT_ID, "CT", num_train=6, num_test=1)
+    run("nnUNetv2_plan_and_preprocess", ["-d", str(CT_ID), "-c", "2d", "-np", "1", "-npfp", "1",
+                                         "--verify_dataset_integrity"], env)
+    plans = json.loads((Path(env["nnUNet_preprocessed"]) / folder.name / "nnUNetPlans.json").read_text())
+    assert plans["configurations"]["2d"]["normalization_schemes"] == ["CTNormalization"]
+    run("nnUNetv2_train", [str(CT_ID), "2d", "0", "-tr", SMOKE, "-device", "cpu", "--npz"], env)
+    out = work / "pred"
+    run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(CT_ID), "-c", "2d",
+                             "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    import SimpleITK as sitk
+
+    pred = sitk.ReadImage(str(out / "case_006.nii.gz"))
+    ref = sitk.ReadImage(str(folder / "imagesTs" / "case_006_0000.nii.gz"))
+    assert pred.GetSize() == ref.GetSize() and pred.GetSpacing() == pytest.approx(ref.GetSpacing())
+    summary = json.loads((_model_dir(env, folder.name, SMOKE) / "fold_0" / "validation" / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) >= 1
+
+
+def test_masks_saved_as_0_255_get_a_clear_error(tmp_path_factory):
+    work = tmp_path_factory.mktemp("bad")
+    env = make_env(work)
+    folder = make_rgb_dataset(env["nnUNet_raw"], BAD_ID, "Bad255", num_train=6, num_test=0, size=(64, 64))
+    for label in (folder / "labelsTr").glob("*.png"):
+        Image.fromarray((np.asarray(Image.open(label)) * 255).astype(np.uint8)).save(label)
+    run("nnUNetv2_plan_and_preprocess", ["-d", str(BAD_ID), "-c", "2d", "-np", "1", "-npfp", "1"], env)
+    proc = run("nnUNetv2_train", [str(BAD_ID), "2d", "0", "-tr", SMOKE, "-device", "cpu"], env, expect_ok=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "label values [255]" in output and "0/255" in output
