@@ -334,3 +334,12 @@ def test_cli_convert(tmp_path, capsys):
     args = parser.parse_args(argv)
     assert args.func(args) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_nnunet_style_image_names_pair_with_plain_label_names(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=2, img_ext=".png")
+    for p in list(img.iterdir()):
+        p.rename(img / f"{p.stem}_0000.png")
+    convert(opts(img, msk, tmp_path / "raw"))
+    ds = tmp_path / "raw" / "Dataset501_Test"
+    assert sorted(p.name for p in (ds / "imagesTr").iterdir()) == ["case00_0000.png", "case01_0000.png"]

@@ -21,7 +21,7 @@ def fold_cases(fold: int) -> list[str]:
     return CASES[4 * fold : 4 * fold + 4]
 
 
-def write_fold(model_dir: Path, fold: int, dice: dict[str, float], cases: list[str] | None = None) -> None:
+def write_fold(model_dir: Path, fold: int | str, dice: dict[str, float], cases: list[str] | None = None) -> None:
     """A fold folder as nnU-Net leaves it: validation/summary.json, a training log, a final checkpoint."""
     cases = cases or fold_cases(fold)
     val = model_dir / f"fold_{fold}" / "validation"
@@ -42,7 +42,10 @@ def write_fold(model_dir: Path, fold: int, dice: dict[str, float], cases: list[s
         json.dumps({"foreground_mean": mean, "mean": {"1": mean}, "metric_per_case": per_case})
     )
     (model_dir / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(b"")
-    write_log(model_dir / f"fold_{fold}" / "training_log_2025_1_1_10_00_00.txt", offset=0.1 * fold)
+    write_log(
+        model_dir / f"fold_{fold}" / "training_log_2025_1_1_10_00_00.txt",
+        offset=0.1 * fold if isinstance(fold, int) else 0.0,
+    )
 
 
 def write_log(path: Path, offset: float = 0.0, epochs: int = 3) -> None:
@@ -81,7 +84,8 @@ def results(tmp_path: Path) -> Path:
     (cv / "summary.json").write_text(
         json.dumps({"foreground_mean": {"Dice": pooled}, "mean": {"1": {"Dice": pooled}}, "metric_per_case": []})
     )
-    write_model(ds, "M2SNetTrainer__nnUNetPlans__2d", BETTER, [0, 1, 2, 4])  # fold 3 missing
+    m2s = write_model(ds, "M2SNetTrainer__nnUNetPlans__2d", BETTER, [0, 1, 2, 4])  # fold 3 missing
+    write_fold(m2s, "all", {c: 0.99 for c in CASES}, CASES)  # trained on everything: must not enter the CV
     short = write_model(ds, "M2SNetTrainer_5epochs__nnUNetPlans__2d", BETTER, [0])
     write_log(short / "fold_1" / "training_log_2025_1_2_10_00_00.txt")  # started, never validated
     return tmp_path / "results"
@@ -125,6 +129,8 @@ def test_summary_numbers(results):
     assert missing["status"].tolist() == ["missing"]
     assert any("MISSING: M2SNetTrainer__nnUNetPlans__2d fold 3" in n for n in res.notes)
     assert any("INCOMPLETE: M2SNetTrainer_5epochs__nnUNetPlans__2d fold 1" in n for n in res.notes)
+    fold_all = folds[(folds["model"] == "M2SNetTrainer__nnUNetPlans__2d") & (folds["fold"] == "all")]
+    assert fold_all["Dice"].iloc[0] == pytest.approx(0.99)  # listed, but not in the CV numbers above
 
 
 def test_default_pairs_and_paired_statistics(results):

@@ -1,0 +1,727 @@
+"""Turn an images folder + a masks folder into an nnU-Net v2 raw dataset (``nnUNet_raw/DatasetXXX_Name``).
+
+Two kinds of input are accepted:
+
+* 2D pictures (png/jpg/jpeg/bmp/tif/tiff, RGB or grey): every image becomes ``<case>_0000.png``
+  (one RGB PNG is read by nnU-Net's ``NaturalImage2DIO`` as 3 channels; nnU-Net rejects JPEG, so
+  everything is re-encoded as PNG) and every mask ``<case>.png`` with consecutive labels 0..K;
+* NIfTI volumes (``*.nii.gz``/``*.nii``, CT/MRI): ``<case>_0000.nii.gz`` + ``<case>.nii.gz`` after a geometry
+  check of each image against its label.
+
+Everything is checked before anything is written, all problems are reported together, and the dataset is built
+in a hidden sibling folder that is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+JPEG_ENDINGS = (".jpg", ".jpeg")
+VOLUME_ENDINGS = (".nii.gz", ".nii")
+GREY_MODES = {"1", "L", "I;16", "I;16B", "I;16L", "I"}
+COLOUR_MODES = {"RGB", "P", "CMYK", "YCbCr"}
+ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+NNUNET_SPLIT_SEED = 12345
+
+
+class ConversionError(Exception):
+    """A refused conversion; the message names the offending files and how to fix them."""
+
+
+@dataclass
+class ConvertOptions:
+    images: Path
+    masks: Path
+    dataset_id: int
+    name: str
+    out: Path | None = None
+    resize: tuple[int, int] | None = None
+    labels: Sequence[str] | None = None
+    label_name: str = "foreground"
+    modality: str | None = None
+    test_list: Path | None = None
+    splits: Path | None = None
+    folds: int | None = None
+    install_splits: bool = False
+    overwrite: bool = False
+    limit: int | None = None
+    mask_suffix: str = ""
+    channels: str = "auto"
+    binarize_masks: bool = False
+    drop_alpha: bool = False
+    geometry_tol: float = 1e-3
+    progress: bool = True
+
+
+@dataclass
+class Pair:
+    case: str
+    image: Path
+    mask: Path
+
+
+@dataclass
+class LabelPlan:
+    """How raw mask values become nnU-Net labels: a lookup table or a threshold at 127."""
+
+    names: dict[str, int]
+    lut: dict[int, int] | None = None
+    threshold: int | None = None
+    description: str = ""
+
+    def apply(self, arr: np.ndarray) -> np.ndarray:
+        """Raw mask values -> uint8 labels (values absent from the table become 0; the scan refuses those)."""
+        if self.threshold is not None:
+            return (arr > self.threshold).astype(np.uint8)
+        if arr.dtype == np.uint8:
+            table = np.zeros(256, dtype=np.uint8)
+            for src, dst in (self.lut or {}).items():
+                if 0 <= src < 256:
+                    table[src] = dst
+            return table[arr]
+        out = np.zeros(arr.shape, dtype=np.uint8)
+        for src, dst in (self.lut or {}).items():
+            out[arr == src] = dst
+        return out
+
+
+@dataclass
+class ConversionReport:
+    dataset_dir: Path
+    kind: str
+    n_train: int
+    n_test: int
+    channels: int
+    size_range: str
+    values_found: list[int]
+    plan: LabelPlan
+    warnings: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """nnU-Net's folder name ``DatasetXXX_Name`` (3-digit id, name without spaces)."""
+    if not 1 <= int(dataset_id) <= 999:
+        raise ConversionError(f"dataset id must be 1..999, got {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConversionError(f"dataset name '{name}' may only contain letters, digits, '_', '.', '-'")
+    return f"Dataset{int(dataset_id):03d}_{name}"
+
+
+def resolve_raw_root(out: Path | None) -> Path:
+    """``--out`` or ``$nnUNet_raw``; one of them must be given."""
+    if out is not None:
+        return Path(out)
+    env = os.environ.get("nnUNet_raw")
+    if not env:
+        raise ConversionError("no output folder: pass --out DIR or set the nnUNet_raw environment variable")
+    return Path(env)
+
+
+def split_ending(name: str, endings: Sequence[str]) -> tuple[str, str]:
+    low = name.lower()
+    for end in sorted(endings, key=len, reverse=True):
+        if low.endswith(end):
+            return name[: -len(end)], end
+    return name, ""
+
+
+def sanitize_case(stem: str) -> str:
+    """Case ids become file names inside nnU-Net folders: keep them to [A-Za-z0-9_.-]."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+
+def _list_inputs(folder: Path, endings: Sequence[str]) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ConversionError(f"not a folder: {folder}")
+    found: dict[str, Path] = {}
+    dupes = []
+    for p in sorted(folder.iterdir()):
+        stem, end = split_ending(p.name, endings)
+        if not end or not p.is_file() or p.name.startswith("."):
+            continue
+        if stem in found:
+            dupes.append(f"{found[stem].name} / {p.name}")
+        found[stem] = p
+    if dupes:
+        raise ConversionError(f"{folder}: several files share a name: {_short(dupes)}; keep one per case")
+    return found
+
+
+def _short(items: Sequence[str], n: int = 15) -> str:
+    items = list(items)
+    return ", ".join(items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def pair_inputs(images: Path, masks: Path, mask_suffix: str = "") -> tuple[list[Pair], str]:
+    """Match images and masks by file stem; return the pairs and the kind ('2d' or '3d')."""
+    vols = _list_inputs(images, VOLUME_ENDINGS)
+    kind = "3d" if vols else "2d"
+    endings = VOLUME_ENDINGS if vols else IMAGE_ENDINGS
+    imgs = vols or _list_inputs(images, IMAGE_ENDINGS)
+    if not imgs:
+        raise ConversionError(f"no images ({', '.join(IMAGE_ENDINGS + VOLUME_ENDINGS)}) in {images}")
+    msks = _list_inputs(masks, endings)
+    pairs, no_mask, used = [], [], set()
+    for stem, img in imgs.items():
+        candidates = [stem + mask_suffix]
+        if re.search(r"_\d{4}$", stem):  # nnU-Net style case_0000 image next to case label
+            candidates.append(stem[:-5] + mask_suffix)
+        hit = next((c for c in candidates if c in msks), None)
+        if hit is None:
+            no_mask.append(img.name)
+            continue
+        used.add(hit)
+        case = hit[: len(hit) - len(mask_suffix)] if mask_suffix else hit
+        pairs.append(Pair(sanitize_case(case), img, msks[hit]))
+    no_image = sorted(msks[s].name for s in set(msks) - used)
+    problems = []
+    if no_mask:
+        problems.append(f"{len(no_mask)} image(s) without a mask in {masks}: {_short(no_mask)}")
+    if no_image:
+        problems.append(f"{len(no_image)} mask(s) without an image in {images}: {_short(no_image)}")
+    if problems:
+        hint = " (masks use a name suffix? pass --mask-suffix, e.g. --mask-suffix _mask)"
+        raise ConversionError(
+            "unmatched names; images and masks are paired by file stem"
+            + hint
+            + ":\n  "
+            + "\n  ".join(problems)
+            + "\nRemove or rename the unmatched files."
+        )
+    seen: dict[str, str] = {}
+    clashes = []
+    for p in pairs:
+        if p.case in seen:
+            clashes.append(f"{seen[p.case]} / {p.image.name}")
+        seen[p.case] = p.image.name
+    if clashes:
+        raise ConversionError(
+            f"file names collide after replacing characters outside [A-Za-z0-9_.-]: {_short(clashes)}; rename them"
+        )
+    return sorted(pairs, key=lambda p: p.case), kind
+
+
+def parse_label_args(items: Sequence[str] | None) -> list[tuple[str, int]]:
+    """``name=value`` pairs; the raw value ``value`` becomes label 1, 2, ... in the given order."""
+    out = []
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConversionError(f"--labels expects NAME=VALUE items, got '{item}'")
+        try:
+            out.append((name, int(value)))
+        except ValueError as exc:
+            raise ConversionError(f"--labels: value of '{item}' is not an integer") from exc
+    out = [(n, v) for n, v in out if not (n == "background" and v == 0)]
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names) or "background" in names:
+        raise ConversionError("--labels: names must be unique and 'background' is reserved for value 0")
+    if any(v == 0 for _, v in out) or len({v for _, v in out}) != len(out):
+        raise ConversionError("--labels: values must be unique and non-zero (0 is background)")
+    return out
+
+
+def decide_label_plan(values: dict[str, set[int]], jpeg_masks: list[str], opts: ConvertOptions) -> LabelPlan:
+    """Choose how raw mask values map to 0..K, or refuse with the files whose values do not fit."""
+    given = parse_label_args(opts.labels)
+    union = set().union(*values.values()) if values else set()
+    if (opts.binarize_masks or (jpeg_masks and len(given) <= 1)) and max(union, default=0) > 1:
+        name = given[0][0] if given else opts.label_name
+        why = "--binarize-masks" if opts.binarize_masks else "JPEG masks"
+        return LabelPlan({"background": 0, name: 1}, threshold=127, description=f"value > 127 -> 1 ({why})")
+    if given:
+        allowed = {0} | {v for _, v in given}
+        bad = {c: sorted(v - allowed) for c, v in values.items() if v - allowed}
+        if bad:
+            raise ConversionError(_bad_values_message(bad, f"--labels allows only {sorted(allowed)}"))
+        names = {"background": 0} | {n: i + 1 for i, (n, _) in enumerate(given)}
+        lut = {0: 0} | {v: i + 1 for i, (_, v) in enumerate(given)}
+        return LabelPlan(names, lut=lut, description=", ".join(f"{s} -> {d}" for s, d in lut.items()))
+    if union <= {0, 1}:
+        return LabelPlan({"background": 0, opts.label_name: 1}, lut={0: 0, 1: 1}, description="0/1 kept")
+    if union <= {0, 255}:
+        return LabelPlan({"background": 0, opts.label_name: 1}, lut={0: 0, 255: 1}, description="0/255 -> 0/1")
+    if union == set(range(max(union) + 1)):
+        names = {"background": 0} | {f"class_{i}": i for i in range(1, max(union) + 1)}
+        return LabelPlan(names, lut={i: i for i in union}, description="consecutive labels kept")
+    bad = {c: sorted(v - {0, 1}) for c, v in values.items() if v - {0, 1}}
+    raise ConversionError(_bad_values_message(bad, f"values found {sorted(union)} are neither 0/1, 0/255 nor 0..K"))
+
+
+def _bad_values_message(bad: dict[str, list[int]], why: str) -> str:
+    lines = [f"{c}: {v[:10]}" for c, v in sorted(bad.items())]
+    return (
+        f"unexpected label values in {len(bad)} mask(s) ({why}):\n  "
+        + "\n  ".join(lines[:20])
+        + ("\n  ..." if len(lines) > 20 else "")
+        + "\nFix: pass --labels NAME=VALUE for each foreground value (e.g. --labels polyp=255), or "
+        "--binarize-masks to threshold at 127 (anti-aliased or JPEG masks)."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- 2D pictures
+def _image_channels(mode: str, info: dict, opts: ConvertOptions) -> int | str:
+    """Channel count after conversion, or a problem keyword ('alpha', 'float', 'mode')."""
+    has_alpha = mode in ALPHA_MODES or "transparency" in info
+    if has_alpha and not opts.drop_alpha:
+        return "alpha"
+    if mode == "F":
+        return "float"
+    if opts.channels == "rgb":
+        return 3
+    if opts.channels == "grey":
+        return 1
+    if mode in GREY_MODES or mode in ("LA", "La"):
+        return 1
+    if mode in COLOUR_MODES or mode in ALPHA_MODES:
+        return 3
+    return "mode"
+
+
+def _load_image(path: Path, opts: ConvertOptions):
+    from PIL import Image
+
+    im = Image.open(path)
+    im.load()
+    mode = im.mode
+    channels = _image_channels(mode, im.info, opts)
+    if channels == 3 and mode != "RGB":
+        im = im.convert("RGB")
+    elif channels == 1 and mode not in ("L", "I;16"):
+        if mode == "I":
+            arr = np.asarray(im)
+            im = Image.fromarray(arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr)
+        if im.mode not in ("L", "I;16"):
+            im = im.convert("L")
+    if opts.resize:
+        h, w = opts.resize
+        im = im.resize((w, h), Image.BILINEAR)
+    return im
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A mask as a 2D integer array; identical colour channels are collapsed, real colours refused."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3:
+        colour = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
+        if not (colour == colour[..., :1]).all():
+            raise ValueError("colour-coded mask (channels differ); save it as a single-channel label map")
+        arr = colour[..., 0]
+    if arr.dtype.kind == "f":
+        if not np.all(np.mod(arr, 1) == 0):
+            raise ValueError("mask has non-integer values")
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
+    from PIL import Image
+    from tqdm import tqdm
+
+    problems: dict[str, list[str]] = {}
+    chans: dict[str, int] = {}
+    sizes: list[tuple[int, int]] = []
+    values: dict[str, set[int]] = {}
+    mismatched: list[str] = []
+    for p in tqdm(pairs, desc="check", unit="case", disable=None if opts.progress else True):
+        try:
+            with Image.open(p.image) as im:
+                mode, size, info = im.mode, im.size, dict(im.info)
+        except Exception as exc:  # noqa: BLE001
+            problems.setdefault("unreadable", []).append(f"{p.image}: {exc}")
+            continue
+        c = _image_channels(mode, info, opts)
+        if c == "alpha":
+            problems.setdefault("alpha", []).append(f"{p.image.name} ({mode})")
+        elif c in ("float", "mode"):
+            problems.setdefault("mode", []).append(f"{p.image.name} ({mode})")
+        else:
+            chans[p.image.name] = int(c)
+        try:
+            mask = _read_mask(p.mask)
+        except Exception as exc:  # noqa: BLE001
+            problems.setdefault("unreadable", []).append(f"{p.mask}: {exc}")
+            continue
+        values[p.mask.name] = {int(v) for v in _unique_values(mask)}
+        if mask.shape != (size[1], size[0]):
+            mismatched.append(f"{p.image.name} {size[1]}x{size[0]} vs {p.mask.name} {mask.shape[0]}x{mask.shape[1]}")
+        sizes.append((size[1], size[0]))
+    if mismatched and not opts.resize:
+        problems["size"] = mismatched
+    if len(set(chans.values())) > 1:
+        by = {k: [n for n, c in chans.items() if c == k] for k in sorted(set(chans.values()))}
+        problems["channels"] = [f"{k} channel(s): {len(v)} image(s), e.g. {_short(v, 5)}" for k, v in by.items()]
+    _raise_problems(
+        problems,
+        {
+            "unreadable": "unreadable files (corrupt or not an image; remove or re-export them)",
+            "alpha": "images with an alpha channel (RGBA/LA); nnU-Net would read 4 channels. "
+            "Drop alpha / convert to "
+            "RGB (e.g. PIL .convert('RGB')), or pass --drop-alpha",
+            "mode": "images with an unsupported pixel type (32-bit float or exotic mode); save them as 8/16-bit PNG",
+            "size": "image/mask size mismatch (HxW); check the pairing, or pass --resize H W to resize both",
+            "channels": "mixed channel counts (RGB and grey); pass --channels rgb or --channels grey to unify",
+        },
+    )
+    return {
+        "channels": next(iter(chans.values()), 1),
+        "sizes": sizes,
+        "values": values,
+        "mismatched": mismatched,
+    }
+
+
+def _raise_problems(problems: dict[str, list[str]], titles: dict[str, str]) -> None:
+    if not problems:
+        return
+    parts = [
+        f"{titles[k]}:\n  " + "\n  ".join(v[:20]) + (f"\n  ... (+{len(v) - 20} more)" if len(v) > 20 else "")
+        for k, v in problems.items()
+    ]
+    raise ConversionError("conversion refused, nothing was written:\n" + "\n".join(parts))
+
+
+def _write_2d(pair: Pair, img_dst: Path, lab_dst: Path, plan: LabelPlan, opts: ConvertOptions) -> None:
+    from PIL import Image
+
+    with Image.open(pair.image) as im:
+        plain = im.mode in ("RGB", "L") and "transparency" not in im.info
+    if pair.image.suffix.lower() == ".png" and plain and not opts.resize and opts.channels == "auto":
+        shutil.copyfile(pair.image, img_dst)  # already what nnU-Net reads: skip a decode/encode round trip
+    else:
+        _load_image(pair.image, opts).save(img_dst, format="PNG", compress_level=3)
+    lab = Image.fromarray(plan.apply(_read_mask(pair.mask)))
+    if opts.resize:
+        h, w = opts.resize
+        lab = lab.resize((w, h), Image.NEAREST)
+    lab.save(lab_dst, format="PNG", compress_level=3)
+
+
+# ---------------------------------------------------------------------------------------------- 3D volumes
+def _scan_3d(pairs: list[Pair], opts: ConvertOptions) -> dict:
+    import SimpleITK as sitk
+    from tqdm import tqdm
+
+    problems: dict[str, list[str]] = {}
+    shapes, spacings, values = [], [], {}
+    for p in tqdm(pairs, desc="check", unit="case", disable=None if opts.progress else True):
+        try:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(p.image))
+            reader.ReadImageInformation()
+            label = sitk.ReadImage(str(p.mask))
+        except Exception as exc:  # noqa: BLE001
+            problems.setdefault("unreadable", []).append(f"{p.image.name} / {p.mask.name}: {exc}")
+            continue
+        if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
+            problems.setdefault("dims", []).append(
+                f"{p.image.name}: {reader.GetDimension()}D, {reader.GetNumberOfComponents()} component(s)"
+            )
+            continue
+        geo_img = (reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+        geo_lab = (label.GetSize(), label.GetSpacing(), label.GetOrigin(), label.GetDirection())
+        diffs = [
+            n
+            for n, a, b in zip(("size", "spacing", "origin", "direction"), geo_img, geo_lab, strict=True)
+            if len(a) != len(b) or not np.allclose(a, b, rtol=0, atol=opts.geometry_tol if n != "size" else 0)
+        ]
+        if diffs:
+            names = ("size", "spacing", "origin", "direction")
+            detail = "; ".join(f"{d} {geo_img[names.index(d)]} vs {geo_lab[names.index(d)]}" for d in diffs)
+            problems.setdefault("geometry", []).append(f"{p.image.name} vs {p.mask.name}: {detail}")
+            continue
+        uniq = _unique_values(sitk.GetArrayViewFromImage(label))
+        if uniq.dtype.kind == "f" and not np.all(np.mod(uniq, 1) == 0):
+            problems.setdefault("unreadable", []).append(f"{p.mask.name}: non-integer label values")
+            continue
+        values[p.mask.name] = {int(v) for v in uniq}
+        shapes.append(tuple(reversed(geo_img[0])))
+        spacings.append(tuple(reversed(geo_img[1])))
+    _raise_problems(
+        problems,
+        {
+            "unreadable": "unreadable volumes or labels",
+            "dims": "volumes that are not single-channel 3D "
+            "(split 4D/multi-modal data into one file per channel, "
+            "e.g. with nnUNetv2_convert_MSD_dataset)",
+            "geometry": f"image/label geometry mismatch (tolerance {opts.geometry_tol}); "
+            "resample the label onto "
+            "its image grid",
+        },
+    )
+    return {"channels": 1, "sizes": shapes, "spacings": spacings, "values": values}
+
+
+def _write_3d(pair: Pair, img_dst: Path, lab_dst: Path, plan: LabelPlan) -> None:
+    import SimpleITK as sitk
+
+    if pair.image.name.lower().endswith(".nii.gz"):
+        shutil.copyfile(pair.image, img_dst)
+    else:
+        sitk.WriteImage(sitk.ReadImage(str(pair.image)), str(img_dst), True)
+    label = sitk.ReadImage(str(pair.mask))
+    identity = plan.lut is not None and all(k == v for k, v in plan.lut.items())
+    integer = sitk.GetArrayViewFromImage(label).dtype.kind in "iub"
+    if identity and integer and pair.mask.name.lower().endswith(".nii.gz"):
+        shutil.copyfile(pair.mask, lab_dst)
+        return
+    out = sitk.GetImageFromArray(plan.apply(sitk.GetArrayFromImage(label)))
+    out.CopyInformation(label)
+    sitk.WriteImage(out, str(lab_dst), True)
+
+
+# ---------------------------------------------------------------------------------------------- splits
+def read_case_list(path: Path) -> list[str]:
+    """One case per line (file names allowed); blank lines and '#' comments ignored."""
+    names = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(sanitize_case(split_ending(line, IMAGE_ENDINGS + VOLUME_ENDINGS)[0]))
+    return names
+
+
+def make_splits(train_cases: list[str], opts: ConvertOptions) -> list[dict[str, list[str]]] | None:
+    """``splits_final.json`` content from --splits FILE or --folds K (KFold, seed 12345 as nnU-Net)."""
+    if opts.splits and opts.folds:
+        raise ConversionError("use either --splits FILE or --folds K, not both")
+    if opts.folds:
+        if not 2 <= opts.folds <= len(train_cases):
+            raise ConversionError(f"--folds must be between 2 and the number of training cases ({len(train_cases)})")
+        from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+        splits = generate_crossval_split(sorted(train_cases), seed=NNUNET_SPLIT_SEED, n_splits=opts.folds)
+        return [{"train": [str(c) for c in s["train"]], "val": [str(c) for c in s["val"]]} for s in splits]
+    if not opts.splits:
+        return None
+    try:
+        raw = json.loads(Path(opts.splits).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"cannot read --splits {opts.splits}: {exc}") from exc
+    if not isinstance(raw, list) or not all(isinstance(f, dict) and {"train", "val"} <= set(f) for f in raw):
+        raise ConversionError(f'{opts.splits}: expected a list of {{"train": [...], "val": [...]}} objects')
+    known = set(train_cases)
+    splits, problems = [], []
+    for i, fold in enumerate(raw):
+        tr = [sanitize_case(split_ending(c, IMAGE_ENDINGS + VOLUME_ENDINGS)[0]) for c in fold["train"]]
+        va = [sanitize_case(split_ending(c, IMAGE_ENDINGS + VOLUME_ENDINGS)[0]) for c in fold["val"]]
+        unknown = sorted(set(tr + va) - known)
+        if unknown:
+            problems.append(f"fold {i}: {len(unknown)} case(s) not in the training set: {_short(unknown, 8)}")
+        if set(tr) & set(va):
+            problems.append(f"fold {i}: cases in both train and val: {_short(sorted(set(tr) & set(va)), 8)}")
+        splits.append({"train": tr, "val": va})
+    if problems:
+        raise ConversionError(f"invalid --splits {opts.splits}:\n  " + "\n  ".join(problems))
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def convert(opts: ConvertOptions) -> ConversionReport:
+    """Check everything, then build the dataset atomically; raise ConversionError on any refusal."""
+    from tqdm import tqdm
+
+    root = resolve_raw_root(opts.out)
+    ds_name = dataset_folder_name(opts.dataset_id, opts.name)
+    final = root / ds_name
+    if final.exists() and not opts.overwrite:
+        raise ConversionError(f"{final} already exists; pass --overwrite to replace it (nothing was written)")
+    others = [p.name for p in root.glob(f"Dataset{int(opts.dataset_id):03d}_*") if p.name != ds_name]
+    if others:
+        raise ConversionError(
+            f"dataset id {opts.dataset_id} is already used by {others} in {root}; "
+            "nnU-Net needs unique ids: pick another -d or remove that folder"
+        )
+    pairs, kind = pair_inputs(Path(opts.images), Path(opts.masks), opts.mask_suffix)
+    if kind == "3d":
+        if opts.resize:
+            raise ConversionError("--resize is for 2D pictures only; nnU-Net resamples volumes itself")
+        if not opts.modality:
+            raise ConversionError(
+                "NIfTI volumes need --modality: 'CT' (Hounsfield units -> nnU-Net "
+                "CTNormalization) or e.g. 'MRI' (per-image z-score)"
+            )
+    warn: list[str] = []
+    if opts.limit:
+        pairs = pairs[: opts.limit]
+        warn.append(f"--limit {opts.limit}: only the first {len(pairs)} cases (sorted by name) are converted")
+    test_cases = set(read_case_list(opts.test_list)) if opts.test_list else set()
+    missing = sorted(test_cases - {p.case for p in pairs})
+    if missing and not opts.limit:
+        raise ConversionError(f"--test-list names {len(missing)} case(s) that are not in the input: {_short(missing)}")
+    if missing:
+        warn.append(f"{len(missing)} --test-list case(s) fall outside --limit and are skipped")
+    scan = _scan_3d(pairs, opts) if kind == "3d" else _scan_2d(pairs, opts)
+    jpeg_masks = [p.mask.name for p in pairs if p.mask.suffix.lower() in JPEG_ENDINGS]
+    plan = decide_label_plan(scan["values"], jpeg_masks, opts)
+    if jpeg_masks and plan.threshold is not None:
+        warn.append(f"{len(jpeg_masks)} JPEG mask(s) thresholded at 127 (lossy compression leaves values 1..254)")
+    if scan.get("mismatched"):
+        warn.append(
+            f"{len(scan['mismatched'])} image/mask pair(s) differ in size; both are resized "
+            f"independently to {opts.resize}: {_short(scan['mismatched'], 5)}"
+        )
+    empty = sorted(c for c, v in scan["values"].items() if not set(plan.apply(np.array(sorted(v)))) - {0})
+    if empty:
+        warn.append(f"{len(empty)} case(s) have no foreground: {_short(empty, 5)}")
+    train = [p for p in pairs if p.case not in test_cases]
+    test = [p for p in pairs if p.case in test_cases]
+    if not train:
+        raise ConversionError("no training cases left after --test-list")
+    splits = make_splits([p.case for p in train], opts)
+
+    end = ".nii.gz" if kind == "3d" else ".png"
+    tmp = root / f".{ds_name}.partial-{os.getpid()}"
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if test else ()):
+            (tmp / sub).mkdir(parents=True)
+        jobs = [(p, "Tr") for p in train] + [(p, "Ts") for p in test]
+        for p, part in tqdm(jobs, desc="write", unit="case", disable=None if opts.progress else True):
+            img_dst = tmp / f"images{part}" / f"{p.case}_0000{end}"
+            lab_dst = tmp / f"labels{part}" / f"{p.case}{end}"
+            try:
+                if kind == "3d":
+                    _write_3d(p, img_dst, lab_dst, plan)
+                else:
+                    _write_2d(p, img_dst, lab_dst, plan, opts)
+            except Exception as exc:  # noqa: BLE001
+                raise ConversionError(f"failed on {p.image} / {p.mask}: {exc}; nothing was written") from exc
+        channels = scan["channels"]
+        dataset_json = _dataset_json(kind, channels, plan, len(train), len(test), opts)
+        (tmp / "dataset.json").write_text(json.dumps(dataset_json, indent=4) + "\n")
+        if splits is not None:
+            (tmp / "splits_final.json").write_text(json.dumps(splits, indent=4) + "\n")
+        provenance = {
+            "images": str(Path(opts.images).resolve()),
+            "masks": str(Path(opts.masks).resolve()),
+            "resize": opts.resize,
+            "label_mapping": plan.description,
+            "cases": {p.case: {"image": p.image.name, "mask": p.mask.name, "split": part} for p, part in jobs},
+        }
+        (tmp / "m2s_conversion.json").write_text(json.dumps(provenance, indent=1) + "\n")
+        if final.exists():
+            old = root / f".{ds_name}.old-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    size_range = _size_range(scan["sizes"])
+    if opts.resize:
+        size_range += f" (written as {opts.resize[0]}x{opts.resize[1]})"
+    report = ConversionReport(
+        final,
+        kind,
+        len(train),
+        len(test),
+        scan["channels"],
+        size_range,
+        sorted(set().union(*scan["values"].values())),
+        plan,
+        warn,
+    )
+    report.next_steps = _next_steps(final, opts, splits is not None)
+    if opts.overwrite and _preprocessed_dir(ds_name) is not None:
+        report.warnings.append(
+            f"{_preprocessed_dir(ds_name)} holds preprocessing of the previous version; "
+            "re-run nnUNetv2_plan_and_preprocess"
+        )
+    return report
+
+
+def _unique_values(arr: np.ndarray) -> np.ndarray:
+    """np.unique, but via a histogram for 8/16-bit masks (much faster on megapixel images)."""
+    arr = np.asarray(arr)
+    if arr.dtype in (np.uint8, np.uint16):
+        return np.flatnonzero(np.bincount(arr.ravel(), minlength=1))
+    return np.unique(arr)
+
+
+def _size_range(sizes: list[tuple[int, ...]]) -> str:
+    """Per-axis min..max, e.g. '332..1072 x 487..1920' (HxW or ZxYxX)."""
+    if not sizes:
+        return "-"
+    arr = np.asarray(sizes)
+    return " x ".join(f"{lo}..{hi}" if lo != hi else f"{lo}" for lo, hi in zip(arr.min(0), arr.max(0), strict=True))
+
+
+def _dataset_json(kind: str, channels: int, plan: LabelPlan, n_train: int, n_test: int, opts: ConvertOptions) -> dict:
+    if channels == 3:
+        channel_names = {"0": "R", "1": "G", "2": "B"}
+    else:
+        channel_names = {"0": opts.modality or "grey"}
+    return {
+        "channel_names": channel_names,
+        "labels": plan.names,
+        "numTraining": n_train,
+        "file_ending": ".nii.gz" if kind == "3d" else ".png",
+        "overwrite_image_reader_writer": "SimpleITKIO" if kind == "3d" else "NaturalImage2DIO",
+        "name": opts.name,
+        "description": f"converted by m2s-nnunet convert ({n_train} training, {n_test} test cases)",
+    }
+
+
+def _preprocessed_dir(ds_name: str) -> Path | None:
+    env = os.environ.get("nnUNet_preprocessed")
+    if env and (Path(env) / ds_name).is_dir():
+        return Path(env) / ds_name
+    return None
+
+
+def _next_steps(final: Path, opts: ConvertOptions, has_splits: bool) -> list[str]:
+    steps = [f"nnUNetv2_plan_and_preprocess -d {opts.dataset_id} --verify_dataset_integrity"]
+    if not has_splits:
+        return steps
+    src = final / "splits_final.json"
+    pre = _preprocessed_dir(final.name)
+    if pre is None:
+        steps.append(
+            f"{src} is copied into $nnUNet_preprocessed/{final.name}/ by nnU-Net's planner; if you plan "
+            f"elsewhere, copy it there yourself before training"
+        )
+    elif opts.install_splits:
+        dst = pre / "splits_final.json"
+        if dst.exists():
+            shutil.copyfile(dst, pre / "splits_final.json.bak")
+        shutil.copyfile(src, dst)
+        steps.append(f"installed {dst} (previous file kept as splits_final.json.bak)")
+    else:
+        steps.append(
+            f"{pre} already exists and its splits are NOT updated automatically: re-run with "
+            f"--install-splits, or: cp {src} {pre}/splits_final.json"
+        )
+    return steps
+
+
+def format_report(report: ConversionReport) -> str:
+    """Human-readable summary of what was found and written."""
+    kind = "NIfTI volumes" if report.kind == "3d" else "2D images"
+    lines = [
+        f"Wrote {report.dataset_dir}",
+        f"  {kind}: {report.n_train} training + {report.n_test} test cases, {report.channels} channel(s)",
+        f"  sizes ({'Z x Y x X' if report.kind == '3d' else 'H x W'}): {report.size_range}",
+        f"  raw label values found: {report.values_found[:20]}",
+        f"  label mapping: {report.plan.description}; labels: {report.plan.names}",
+    ]
+    lines += [f"warning: {w}" for w in report.warnings]
+    lines += ["next:"] + [f"  {s}" for s in report.next_steps]
+    return "\n".join(lines)
