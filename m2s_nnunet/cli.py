@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from m2s_nnunet import __version__
+from m2s_nnunet import __version__, cli_analysis
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -68,7 +68,7 @@ def _cmd_flops(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from m2s_nnunet.network import DEFAULT_ENCODER
+    from m2s_nnunet.defaults import DEFAULT_ENCODER
 
     parser = argparse.ArgumentParser(prog="m2s-nnunet", description="M2SNet for nnU-Net v2")
     parser.add_argument("--version", action="version", version=__version__)
@@ -105,14 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_flops)
 
-    try:
-        from m2s_nnunet import cli_analysis
-    except ImportError:
-        cli_analysis = None
-    if cli_analysis is not None:
-        cli_analysis.add_convert_parser(sub)
-        cli_analysis.add_evaluate_parser(sub)
-        cli_analysis.add_summarize_parser(sub)
+    cli_analysis.add_convert_parser(sub)
+    cli_analysis.add_evaluate_parser(sub)
+    cli_analysis.add_summarize_parser(sub)
     return parser
 
 

@@ -8,9 +8,11 @@ when the demo is run again (delete the work folder for a fresh start).
 from __future__ import annotations
 
 import json
+import numbers
 import time
 from pathlib import Path
 
+from m2s_nnunet.evaluation import evaluate_folder, markdown_table, write_outputs
 from m2s_nnunet.nnunet_env import run_nnunet, work_env
 from m2s_nnunet.synthetic import make_rgb_dataset
 
@@ -21,23 +23,6 @@ DEMO_TRAINER = "M2SNetTrainer_demo"
 
 def _step(number: int, total: int, text: str) -> None:
     print(f"\n[{number}/{total}] {text}", flush=True)
-
-
-def dice_scores(pred_dir: Path, gt_dir: Path) -> dict[str, float]:
-    """Per-case foreground Dice of 0/1 PNG predictions (1.0 when both are empty)."""
-    import numpy as np
-    from PIL import Image
-
-    scores = {}
-    for gt_file in sorted(gt_dir.glob("*.png")):
-        pred_file = pred_dir / gt_file.name
-        if not pred_file.is_file():
-            raise FileNotFoundError(f"prediction {pred_file} is missing")
-        gt = np.asarray(Image.open(gt_file)) > 0
-        pred = np.asarray(Image.open(pred_file)) > 0
-        denom = gt.sum() + pred.sum()
-        scores[gt_file.stem] = 1.0 if denom == 0 else float(2 * (gt & pred).sum() / denom)
-    return scores
 
 
 def run_demo(work_dir: str | Path = "m2s_work", trainer: str = DEMO_TRAINER, num_train: int = 24,
@@ -76,30 +61,30 @@ def run_demo(work_dir: str | Path = "m2s_work", trainer: str = DEMO_TRAINER, num
         run_nnunet("nnUNetv2_train", [str(DEMO_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu", "--npz"],
                    env, logs / "train_fold0.log")
 
-    _step(4, total, "nnUNetv2_predict on the held-back test images")
+    _step(4, total, "nnUNetv2_predict on the held-back test images (with probabilities)")
     pred_dir = work / "predictions" / trainer
     run_nnunet("nnUNetv2_predict",
                ["-i", str(dataset / "imagesTs"), "-o", str(pred_dir), "-d", str(DEMO_DATASET_ID), "-c", "2d",
-                "-tr", trainer, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"],
+                "-tr", trainer, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1", "--save_probabilities"],
                env, logs / "predict.log", quiet=True)
 
-    _step(5, total, "scores")
-    test_dice = dice_scores(pred_dir, dataset / "labelsTs")
+    _step(5, total, "m2s-nnunet evaluate on the test images (nnU-Net and polyp-benchmark conventions)")
+    evaluation = evaluate_folder(pred_dir, dataset / "labelsTs", progress=False)
+    eval_dir = work / "evaluation" / trainer
+    write_outputs(evaluation, eval_dir)
+    row = evaluation.aggregate.iloc[0]
     summary = json.loads((results_model / "fold_0" / "validation" / "summary.json").read_text())
-    val_dice = summary["foreground_mean"]["Dice"]
     result = {
-        "validation_dice_fold0": val_dice,
-        "test_dice_per_case": test_dice,
-        "test_mean_dice": sum(test_dice.values()) / len(test_dice),
+        "validation_dice_fold0": summary["foreground_mean"]["Dice"],
+        "test": {k: (float(v) if isinstance(v, numbers.Real) else v) for k, v in row.items()},
         "minutes": (time.time() - start) / 60,
     }
-    print(f"  fold-0 validation Dice (nnU-Net summary.json): {val_dice:.3f}")
-    for case, score in test_dice.items():
-        print(f"  test {case}: Dice {score:.3f}")
-    print(f"  test mean Dice: {result['test_mean_dice']:.3f}")
+    print(f"  fold-0 validation Dice (nnU-Net summary.json): {result['validation_dice_fold0']:.3f}")
+    print(markdown_table(evaluation.aggregate))
     print(f"\nOutputs (in {work}):")
     print(f"  model, logs, progress.png: {results_model / 'fold_0'}")
     print(f"  test predictions (0/1 PNGs): {pred_dir}")
+    print(f"  per-case and aggregate scores: {eval_dir}")
     print(f"  step logs: {logs}")
     print(f"Done in {result['minutes']:.1f} min. Rerun to reuse finished steps; delete {work} to start over.")
     (work / "demo_result.json").write_text(json.dumps(result, indent=2))

@@ -13,8 +13,7 @@ with warnings.catch_warnings():  # timm's import trips a torch.jit deprecation w
     warnings.simplefilter("ignore", FutureWarning)
     import timm
 
-DEFAULT_ENCODER = "res2net50d"  # deep-stem Res2Net-50 v1b 26w x 4s, the paper's backbone
-LIGHT_ENCODER = "resnet18"
+from m2s_nnunet.defaults import DEFAULT_ENCODER, LIGHT_ENCODER  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

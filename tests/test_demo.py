@@ -1,0 +1,25 @@
+"""The README's main job, `m2s-nnunet demo`, end to end (with the 1-epoch smoke trainer to stay fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from m2s_nnunet.demo import run_demo
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_every_step_and_reuses_them(tmp_path, capsys):
+    result = run_demo(tmp_path / "work", trainer="M2SNetTrainer_smoke", num_train=8, num_test=2, size=64)
+    out = capsys.readouterr().out
+    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "nnU-Net Dice", "Sm", "Outputs"):
+        assert step in out
+    assert 0.0 <= result["test"]["nnU-Net Dice"] <= 1.0
+    saved = json.loads((tmp_path / "work" / "demo_result.json").read_text())
+    assert saved["validation_dice_fold0"] == result["validation_dice_fold0"]
+    assert (tmp_path / "work" / "evaluation" / "M2SNetTrainer_smoke" / "per_case.csv").is_file()
+    run_demo(tmp_path / "work", trainer="M2SNetTrainer_smoke", num_train=8, num_test=2, size=64)
+    again = capsys.readouterr().out
+    assert "exists, reusing it" in again and "already trained, reusing it" in again

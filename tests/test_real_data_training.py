@@ -1,0 +1,37 @@
+"""Real data: M2SNet's CPU variant trains on a Kvasir-SEG subset and reports the validation Dice it reaches.
+
+No threshold: the number is printed (and recorded as a test property) for the record. Skipped where
+``../shared/data`` is absent. Kvasir-SEG is research-use only: it is converted into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA, requires_shared_data
+from nnunet_runner import make_env, run
+
+from m2s_nnunet.conversion import ConvertOptions, convert
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data, requires_shared_data]
+
+TRAINER = "M2SNetTrainer_demo"  # ResNet-18 from scratch, no LossNet (no pretrained weights offline)
+
+
+def test_cpu_variant_on_kvasir_subset(tmp_path, capsys, record_property):
+    env = make_env(tmp_path)
+    source = SHARED_DATA / "polyp" / "Kvasir-SEG-train"
+    convert(ConvertOptions(images=source / "images", masks=source / "masks", dataset_id=941, name="KvasirSubset",
+                           out=Path(env["nnUNet_raw"]), resize=(128, 128), limit=80, progress=False))
+    run("nnUNetv2_plan_and_preprocess", ["-d", "941", "-c", "2d", "-np", "1", "-npfp", "1",
+                                         "--verify_dataset_integrity"], env)
+    run("nnUNetv2_train", ["941", "2d", "0", "-tr", TRAINER, "-device", "cpu"], env, timeout=1200)
+    summary = Path(env["nnUNet_results"]) / "Dataset941_KvasirSubset" / f"{TRAINER}__nnUNetPlans__2d" / "fold_0"
+    dice = json.loads((summary / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
+    record_property("kvasir_subset_val_dice", dice)
+    with capsys.disabled():
+        print(f"\n[real data] {TRAINER} on 80 Kvasir-SEG images (128x128, 64 train / 16 val, fold 0, "
+              f"500 iterations on CPU): validation Dice {dice:.3f}")
+    assert 0.0 <= dice <= 1.0
