@@ -192,3 +192,24 @@ def test_masks_saved_as_0_255_get_a_clear_error(tmp_path_factory):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "label values [255]" in output and "0/255" in output
+
+
+def test_m2snet_plans_in_train_predict_and_find_best(rgb):
+    env = rgb["env"]
+    proc = subprocess.run([sys.executable, "-m", "m2s_nnunet.cli", "plan", "-d", str(RGB_ID), "--encoder", "resnet18"],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "M2SNetPlans.json" in proc.stdout
+    for fold in ("0", "1"):
+        run("nnUNetv2_train", [str(RGB_ID), "2d", fold, "-tr", SMOKE, "-p", "M2SNetPlans", "-device", "cpu", "--npz"],
+            env)
+    model = _model_dir(env, rgb["name"], SMOKE, plans="M2SNetPlans")
+    assert (model / "fold_1" / "checkpoint_final.pth").is_file()
+    assert json.loads((model / "plans.json").read_text())["configurations"]["2d"]["m2snet"]["encoder"] == "resnet18"
+    run("nnUNetv2_find_best_configuration", [str(RGB_ID), "-c", "2d", "-tr", SMOKE, "-p", "M2SNetPlans",
+                                             "-f", "0", "1", "-np", "1"], env)
+    out = rgb["work"] / "pred_m2splans"
+    run("nnUNetv2_predict", ["-i", str(rgb["raw"] / "imagesTs"), "-o", str(out), "-d", str(RGB_ID), "-c", "2d",
+                             "-tr", SMOKE, "-p", "M2SNetPlans", "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"],
+        env)
+    assert len(list(out.glob("*.png"))) == 2

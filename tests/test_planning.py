@@ -1,0 +1,78 @@
+"""m2s-nnunet plan: M2SNetPlans.json from nnU-Net's plans, with the memory model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from m2s_nnunet.planning import (
+    MemoryModel,
+    choose_batch_size,
+    m2snet_configuration,
+    measure_memory_model,
+    plan_m2snet,
+    round_up,
+)
+
+
+def _fake_preprocessed(root, patch=(80, 112), median=(80, 112), n=200, channels=3):
+    folder = root / "Dataset777_Fake"
+    folder.mkdir(parents=True)
+    plans = {"dataset_name": folder.name, "plans_name": "nnUNetPlans",
+             "configurations": {"2d": {"data_identifier": "nnUNetPlans_2d", "patch_size": list(patch),
+                                       "batch_size": 12, "median_image_size_in_voxels": list(median)},
+                                "3d_fullres": {"data_identifier": "nnUNetPlans_3d_fullres"}}}
+    (folder / "nnUNetPlans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {str(i): "c" for i in range(channels)}, "labels": {"background": 0, "polyp": 1},
+        "numTraining": n, "file_ending": ".png"}))
+    return folder
+
+
+def test_round_up_to_the_encoder_stride():
+    assert [round_up(v) for v in (1, 32, 33, 80, 112, 384)] == [32, 32, 64, 96, 128, 384]
+
+
+def test_batch_size_follows_memory_and_nnunet_caps():
+    model = MemoryModel(static_bytes=1e9, activation_bytes_per_pixel=1e4, lossnet_bytes_per_map=1e8)
+    # 8 GB: (8e9 - 1e9) / ((1e4 * 352^2 + 1e8) * 0.6 * 1.3) = 6.7 -> 6 samples fit
+    assert choose_batch_size(model, [352, 352], 1, 8.0, dataset_pixels=1e12) == 6
+    assert choose_batch_size(model, [352, 352], 1, 8.0, dataset_pixels=352 * 352 * 60) == 3  # 5 % cap
+    assert choose_batch_size(model, [352, 352], 1, 1.0, dataset_pixels=1e12) == 2  # never below 2
+
+
+def test_patch_shrinks_until_two_samples_fit():
+    model = MemoryModel(static_bytes=1e9, activation_bytes_per_pixel=1e5, lossnet_bytes_per_map=0)
+    config = m2snet_configuration({"patch_size": [1024, 512]}, model, 1, 4.0, 1e12, "resnet18")
+    assert all(p % 32 == 0 for p in config["patch_size"]) and config["patch_size"][0] < 1024
+    assert model.bytes_for(2, config["patch_size"], 1) <= 4e9
+
+
+def test_measured_model_is_plausible():
+    model = measure_memory_model("resnet18", 3, 2, lossnet=True, reference=64)
+    assert 1e3 < model.activation_bytes_per_pixel < 1e5
+    assert model.lossnet_bytes_per_map > 1e7  # VGG16 at 224x224
+    assert model.static_bytes > 12e6 * 16
+
+
+def test_plan_writes_m2snet_plans_and_keeps_preprocessing(tmp_path, monkeypatch):
+    folder = _fake_preprocessed(tmp_path)
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    path = plan_m2snet("777", encoder="resnet18")
+    plans = json.loads(path.read_text())
+    assert path.name == "M2SNetPlans.json" and plans["plans_name"] == "M2SNetPlans"
+    config = plans["configurations"]["2d"]
+    assert list(plans["configurations"]) == ["2d"]
+    assert config["data_identifier"] == "nnUNetPlans_2d"
+    assert config["patch_size"] == [96, 128]
+    assert config["batch_size"] >= 2 and config["m2snet"]["encoder"] == "resnet18"
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        plan_m2snet("777")
+    assert json.loads((folder / "nnUNetPlans.json").read_text())["plans_name"] == "nnUNetPlans"  # untouched
+
+
+def test_plan_needs_nnunet_plans_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    with pytest.raises(RuntimeError, match="nnUNetv2_plan_and_preprocess -d 778"):
+        plan_m2snet("778")
