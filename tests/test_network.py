@@ -148,3 +148,22 @@ def test_multi_scale_filters_3d_shapes():
     filters = MultiScaleFilters(8, dim=3)
     x = torch.randn(1, 8, 6, 10, 12)
     assert filters.f3(x).shape == x.shape and filters.f5(x).shape == x.shape
+
+
+def test_2d_outputs_and_weight_layout_match_the_stored_reference():
+    """Guards refactors (e.g. the dimension-generic rewrite): same state-dict layout, same outputs."""
+    from pathlib import Path
+
+    from reference_init import init_by_name
+
+    ref = torch.load(Path(__file__).parent / "data" / "m2snet2d_reference.pt", weights_only=False)
+    net = init_by_name(M2SNet(3, 2, encoder="test_resnet", side_heads=True)).eval()
+    state = net.state_dict()
+    assert list(state.keys()) == ref["keys"]
+    assert [tuple(v.shape) for v in state.values()] == ref["shapes"]
+    x = torch.randn(1, 3, 64, 80, generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref["output"], rtol=1e-4, atol=1e-4)
+        net.deep_supervision = True
+        for got, want in zip(net(x), ref["ds_outputs"]):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
