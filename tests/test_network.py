@@ -127,7 +127,7 @@ def test_seg_layer_names_match_nnunet_pretrained_skip_rule():
 
 def test_clear_errors_for_bad_inputs():
     net = M2SNet(3, 2, encoder="resnet18").eval()
-    with pytest.raises(ValueError, match="at least 32"):
+    with pytest.raises(ValueError, match=r"at least \(32, 32\)"):
         net(torch.randn(1, 3, 31, 64))
     with pytest.raises(ValueError, match="built for .B, 3, H, W. inputs"):
         net(torch.randn(1, 1, 64, 64))

@@ -11,7 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_NORM = {
+    "batch": {2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
+    # nnU-Net's choice for small 3D batches, where batch statistics are noisy
+    "instance": {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
+}
 _AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
 _CONV_FN = {2: F.conv2d, 3: F.conv3d}
 
@@ -19,6 +23,13 @@ _CONV_FN = {2: F.conv2d, 3: F.conv3d}
 def _check_dim(dim: int) -> None:
     if dim not in (2, 3):
         raise ValueError(f"spatial dimension must be 2 or 3, got {dim}")
+
+
+def make_norm(channels: int, dim: int = 2, norm: str = "batch") -> nn.Module:
+    """BatchNorm (the paper's) or affine InstanceNorm, for ``dim`` spatial dimensions."""
+    if norm not in _NORM:
+        raise ValueError(f"norm must be one of {sorted(_NORM)}, got '{norm}'")
+    return _NORM[norm][dim](channels, affine=True) if norm == "instance" else _NORM[norm][dim](channels)
 
 
 def resize_to(x: torch.Tensor, reference: torch.Tensor | tuple[int, ...]) -> torch.Tensor:
@@ -36,11 +47,12 @@ def resize_to(x: torch.Tensor, reference: torch.Tensor | tuple[int, ...]) -> tor
 class ConvNormAct(nn.Sequential):
     """conv(k=3, padding 1) -> BatchNorm -> ReLU: the unit every decoder stage of M2SNet is made of."""
 
-    def __init__(self, in_channels: int, out_channels: int, dim: int = 2, kernel_size: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, dim: int = 2, kernel_size: int = 3,
+                 norm: str = "batch") -> None:
         _check_dim(dim)
         super().__init__(
             _CONV[dim](in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-            _NORM[dim](out_channels),
+            make_norm(out_channels, dim, norm),
             nn.ReLU(inplace=True),
         )
 
@@ -56,7 +68,8 @@ class FixedAllOnesFilter(nn.Module):
     convolution; both agree to float tolerance).
     """
 
-    def __init__(self, channels: int, kernel_size: int, dim: int = 2, fast_path: bool = True) -> None:
+    def __init__(self, channels: int, kernel_size: int, dim: int = 2, fast_path: bool = True,
+                 norm: str = "batch") -> None:
         super().__init__()
         _check_dim(dim)
         if kernel_size % 2 != 1:
@@ -66,7 +79,7 @@ class FixedAllOnesFilter(nn.Module):
         self.dim = dim
         self.fast_path = fast_path
         self.register_buffer("weight", torch.ones((channels, channels) + (kernel_size,) * dim), persistent=False)
-        self.norm = _NORM[dim](channels)
+        self.norm = make_norm(channels, dim, norm)
         self.act = nn.ReLU(inplace=True)
 
     def box_filter(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,10 +87,10 @@ class FixedAllOnesFilter(nn.Module):
         k = self.kernel_size
         if not self.fast_path:
             return _CONV_FN[self.dim](x, self.weight.to(x.dtype), padding=k // 2)
-        channel_sum = x.sum(dim=1, keepdim=True)
-        # avg_pool with count_include_pad divides by k^dim everywhere, so multiplying back gives the
-        # zero-padded box sum, exactly what the all-ones convolution computes.
-        box = _AVG_POOL[self.dim](channel_sum, k, stride=1, padding=k // 2, count_include_pad=True)
+        # Zero-pad explicitly (avg_pool3d refuses inputs smaller than its kernel even when padded): the mean
+        # over each k^dim window times k^dim is the zero-padded box sum the all-ones convolution computes.
+        channel_sum = F.pad(x.sum(dim=1, keepdim=True), [k // 2] * (2 * self.dim))
+        box = _AVG_POOL[self.dim](channel_sum, k, stride=1)
         box = box * float(k**self.dim)
         return box.expand(-1, self.channels, *box.shape[2:])
 
@@ -88,10 +101,10 @@ class FixedAllOnesFilter(nn.Module):
 class MultiScaleFilters(nn.Module):
     """The shared pair of fixed filters (3 and 5) with their trainable norms, used by every MSSU."""
 
-    def __init__(self, channels: int, dim: int = 2, fast_path: bool = True) -> None:
+    def __init__(self, channels: int, dim: int = 2, fast_path: bool = True, norm: str = "batch") -> None:
         super().__init__()
-        self.f3 = FixedAllOnesFilter(channels, 3, dim, fast_path)
-        self.f5 = FixedAllOnesFilter(channels, 5, dim, fast_path)
+        self.f3 = FixedAllOnesFilter(channels, 3, dim, fast_path, norm)
+        self.f5 = FixedAllOnesFilter(channels, 5, dim, fast_path, norm)
 
 
 class MultiScaleSubtractionUnit(nn.Module):
@@ -101,11 +114,11 @@ class MultiScaleSubtractionUnit(nn.Module):
     between all units and passed in, not owned.
     """
 
-    def __init__(self, channels: int, filters: MultiScaleFilters, dim: int = 2) -> None:
+    def __init__(self, channels: int, filters: MultiScaleFilters, dim: int = 2, norm: str = "batch") -> None:
         super().__init__()
         # A plain attribute would register the shared filters once per unit; keep a non-module reference.
         object.__setattr__(self, "_filters", filters)
-        self.conv = ConvNormAct(channels, channels, dim)
+        self.conv = ConvNormAct(channels, channels, dim, norm=norm)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a = resize_to(a, b)

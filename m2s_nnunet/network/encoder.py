@@ -69,6 +69,10 @@ class TimmEncoder(nn.Module):
         info = self.body.feature_info
         self.level_map = map_levels(list(info.reduction()), list(info.channels()), name)
         self.channels: tuple[int, ...] = self.level_map.channels
+        self.dim = 2
+        reductions = [info.reduction()[i] for i in self.level_map.indices]
+        reductions[0] = 4 if self.level_map.pool_x1 else reductions[0]
+        self.level_strides: tuple[tuple[int, ...], ...] = tuple((r, r) for r in reductions)
 
     @property
     def first_conv(self) -> str:

@@ -1,5 +1,8 @@
 """M2SNet: encoder -> multi-scale subtraction pyramid -> top-down decoder -> segmentation head(s).
 
+Written once for 2D and 3D: the encoder says its dimension and the strides of its levels, and every
+block picks its ops from that dimension.
+
 Box names follow the paper's figure (Zhao et al. 2023, arXiv 2303.10894) and ``M2SNET_SPEC.md``:
 R2..R5 are the reduced encoder levels, Dxy the subtraction units of the pyramid, L1..L4 the per-scale
 aggregations, T the top conv on X5, O4..O1 the decoder stages.
@@ -11,6 +14,7 @@ import torch
 from torch import nn
 
 from m2s_nnunet.network.blocks import (
+    _CONV,
     ConvNormAct,
     MultiScaleFilters,
     MultiScaleSubtractionUnit,
@@ -18,8 +22,6 @@ from m2s_nnunet.network.blocks import (
 )
 from m2s_nnunet.network.encoder import DEFAULT_ENCODER, TimmEncoder
 
-# Strides of the decoder stages O2, O3, O4 relative to the input; the side heads live there.
-SIDE_HEAD_STRIDES = (4, 8, 16)
 _PYRAMID = ("d54", "d43", "d32", "d21", "d543", "d432", "d321", "d5432", "d4321", "d54321")
 
 
@@ -30,39 +32,44 @@ class SegmentationHeads(nn.Module):
     fine-tuning on a dataset with other classes.
     """
 
-    def __init__(self, width: int, num_classes: int, side_heads: bool) -> None:
+    def __init__(self, width: int, num_classes: int, side_heads: bool, dim: int = 2) -> None:
         super().__init__()
-        layers = [nn.Conv2d(width, num_classes, 3, padding=1)]
+        conv = _CONV[dim]
+        layers = [conv(width, num_classes, 3, padding=1)]
         if side_heads:
-            layers += [nn.Conv2d(width, num_classes, 1) for _ in SIDE_HEAD_STRIDES]
+            layers += [conv(width, num_classes, 1) for _ in range(3)]
         self.seg_layers = nn.ModuleList(layers)
 
 
 class M2SNet(nn.Module):
-    """Multi-scale in multi-scale subtraction network (2D).
+    """Multi-scale in multi-scale subtraction network (2D with a timm encoder, 2D or 3D with a plans encoder).
 
     Args:
         in_channels: image channels (1 for CT/ultrasound/MRI, 3 for RGB, more for multi-modal).
         num_classes: output channels; the network returns logits, never probabilities.
-        encoder: a timm CNN name; the default is the paper's deep-stem Res2Net-50.
+        encoder: a timm CNN name (the default is the paper's deep-stem Res2Net-50), or an encoder module
+            with ``dim``, ``channels`` and ``level_strides`` for X1..X5 (e.g. ``PlansEncoder``).
         width: decoder channels (64 in the paper).
         side_heads: build extra heads on O2..O4 for deep supervision. Off: the heads do not exist.
-        deep_supervision: with side heads, return ``[full, 1/4, 1/8, 1/16]`` logits instead of one tensor.
+        deep_supervision: with side heads, return ``[full, O2, O3, O4]`` logits (1/4, 1/8, 1/16 of the input
+            with a timm encoder; ``side_head_scales`` in general) instead of one tensor.
         fast_filters: compute the fixed all-ones filters as channel-sum box filters (same result, faster).
+        norm: decoder normalisation, "batch" (the paper) or "instance" (nnU-Net's choice for 3D).
 
-    Input (B, in_channels, H, W) with H, W >= 32 (any size, not only multiples of 32);
-    output (B, num_classes, H, W) logits, or a list of them with deep supervision on.
+    Input (B, in_channels, *spatial), each side at least the encoder's total stride (32 for timm CNNs);
+    any size, not only multiples of it. Output (B, num_classes, *spatial) logits, or a list with DS on.
     """
 
     def __init__(
         self,
         in_channels: int = 3,
         num_classes: int = 1,
-        encoder: str = DEFAULT_ENCODER,
+        encoder: str | nn.Module = DEFAULT_ENCODER,
         width: int = 64,
         side_heads: bool = False,
         deep_supervision: bool = False,
         fast_filters: bool = True,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if deep_supervision and not side_heads:
@@ -70,36 +77,56 @@ class M2SNet(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.deep_supervision = deep_supervision
-        self.encoder = TimmEncoder(encoder, in_channels)
+        self.encoder = TimmEncoder(encoder, in_channels) if isinstance(encoder, str) else encoder
+        dim = self.dim = self.encoder.dim
         c1, c2, c3, c4, c5 = self.encoder.channels
 
+        def unit(c_in: int) -> ConvNormAct:
+            return ConvNormAct(c_in, width, dim, norm=norm)
+
         # X1 already has 64 channels in ResNet-family encoders (identity, as in the paper).
-        self.reduce_x1 = nn.Identity() if c1 == width else ConvNormAct(c1, width)
-        self.reduce = nn.ModuleList([ConvNormAct(c, width) for c in (c2, c3, c4, c5)])  # R2..R5
-        self.filters = MultiScaleFilters(width, fast_path=fast_filters)
+        self.reduce_x1 = nn.Identity() if c1 == width else unit(c1)
+        self.reduce = nn.ModuleList([unit(c) for c in (c2, c3, c4, c5)])  # R2..R5
+        self.filters = MultiScaleFilters(width, dim, fast_path=fast_filters, norm=norm)
         self.pyramid = nn.ModuleDict(
-            {name: MultiScaleSubtractionUnit(width, self.filters) for name in _PYRAMID}
+            {name: MultiScaleSubtractionUnit(width, self.filters, dim, norm) for name in _PYRAMID}
         )
-        self.pre_d54321 = ConvNormAct(width, width)  # the extra conv on D5432 before the last MSSU
-        self.aggregate = nn.ModuleList([ConvNormAct(width, width) for _ in range(3)])  # L3, L2, L1
-        self.top = ConvNormAct(c5, width)  # T
-        self.decode = nn.ModuleList([ConvNormAct(width, width) for _ in range(3)])  # O4, O3, O2
-        self.head = SegmentationHeads(width, num_classes, side_heads)
+        self.pre_d54321 = unit(width)  # the extra conv on D5432 before the last MSSU
+        self.aggregate = nn.ModuleList([unit(width) for _ in range(3)])  # L3, L2, L1
+        self.top = unit(c5)  # T
+        self.decode = nn.ModuleList([unit(width) for _ in range(3)])  # O4, O3, O2
+        self.head = SegmentationHeads(width, num_classes, side_heads, dim)
 
     @property
     def has_side_heads(self) -> bool:
         return len(self.head.seg_layers) > 1
 
+    @property
+    def side_head_scales(self) -> list[list[float]]:
+        """Per-axis scale of the O2, O3, O4 side outputs relative to the input (nnU-Net's DS scales)."""
+        return [[1.0 / s for s in strides] for strides in self.encoder.level_strides[1:4]]
+
+    @property
+    def min_input_size(self) -> tuple[int, ...]:
+        """The smallest input per axis: the encoder's total stride."""
+        return tuple(self.encoder.level_strides[-1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
+        if x.dim() != self.dim + 2 or x.shape[1] != self.in_channels:
+            axes = "H, W" if self.dim == 2 else "D, H, W"
             raise ValueError(
-                f"M2SNet was built for (B, {self.in_channels}, H, W) inputs but got {tuple(x.shape)}. "
+                f"M2SNet was built for (B, {self.in_channels}, {axes}) inputs but got {tuple(x.shape)}. "
                 f"With nnU-Net this means the images have a different channel count than the training "
                 f"data (e.g. grey vs RGB PNGs, RGBA PNGs, or a missing/extra _000X channel file); convert them to "
                 f"{self.in_channels} channel(s)."
             )
-        if min(x.shape[2:]) < 32:
-            raise ValueError(f"M2SNet needs inputs of at least 32 px per side (stride 32), got {tuple(x.shape)}")
+        if any(s < m for s, m in zip(x.shape[2:], self.min_input_size)):
+            raise ValueError(f"M2SNet needs inputs of at least {self.min_input_size} (the encoder's stride), "
+                             f"got {tuple(x.shape)}")
+        if getattr(self.encoder, "requires_divisible_input", False) and any(
+                s % m for s, m in zip(x.shape[2:], self.min_input_size)):
+            raise ValueError(f"this encoder needs input sizes divisible by {self.min_input_size}, got "
+                             f"{tuple(x.shape)} (nnU-Net's plans patches always are)")
         x1, x2, x3, x4, x5 = self.encoder(x)
         x1 = self.reduce_x1(x1)
         r2, r3, r4, r5 = (reduce(f) for reduce, f in zip(self.reduce, (x2, x3, x4, x5)))
@@ -124,8 +151,9 @@ class M2SNet(nn.Module):
         if not self.deep_supervision:
             return out
         size = x.shape[2:]
+        # exactly the sizes nnU-Net's DownsampleSegForDSTransform gives the targets: round(size * scale)
         sides = [
-            resize_to(head(o), tuple(round(s / stride) for s in size))
-            for head, o, stride in zip(heads[1:], (o2, o3, o4), SIDE_HEAD_STRIDES)
+            resize_to(head(o), tuple(round(s * f) for s, f in zip(size, scales)))
+            for head, o, scales in zip(heads[1:], (o2, o3, o4), self.side_head_scales)
         ]
         return [out, *sides]

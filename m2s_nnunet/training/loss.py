@@ -14,9 +14,12 @@ class SegmentationPlusLossNet(nn.Module):
     ``seg_loss`` is nnU-Net's own loss (Dice+CE, or Dice+BCE for regions), possibly wrapped for deep
     supervision; LossNet only sees the full-resolution output. Softmax probabilities of the foreground
     classes are compared with the one-hot target; with regions, sigmoid probabilities with the region masks.
-    Pixels with the ignore label are zeroed in both maps. The mean of each term over the current epoch is
-    kept in ``running`` so the trainer can log it.
+    Pixels with the ignore label are zeroed in both maps. VGG16 is 2D: for 3D patches LossNet sees up to
+    ``max_slices`` evenly spaced slices along the first (through-plane) axis. The mean of each term over the
+    current epoch is kept in ``running`` so the trainer can log it.
     """
+
+    max_slices = 4
 
     def __init__(self, seg_loss: nn.Module, lossnet: LossNet | None, weight: float = 0.1,
                  regions: bool = False, ignore_label: int | None = None) -> None:
@@ -46,7 +49,16 @@ class SegmentationPlusLossNet(nn.Module):
             onehot = (labels[:, None] == classes).to(probs.dtype)
         if mask is not None:
             probs, onehot = probs * mask, onehot * mask
-        return probs, onehot
+        return self._as_2d(probs), self._as_2d(onehot)
+
+    def _as_2d(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) -> (B * k, C, H, W) with k <= max_slices evenly spaced slices; 2D maps pass through."""
+        if x.dim() == 4:
+            return x
+        depth = x.shape[2]
+        index = torch.linspace(0, depth - 1, min(depth, self.max_slices), device=x.device).round().long()
+        x = x.index_select(2, index).transpose(1, 2)
+        return x.reshape(-1, x.shape[2], *x.shape[3:])
 
     def forward(self, output: torch.Tensor | list[torch.Tensor],
                 target: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:

@@ -17,8 +17,8 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 from m2s_nnunet.losses import LossNet
-from m2s_nnunet.network import DEFAULT_ENCODER, M2SNet
-from m2s_nnunet.network.m2snet import SIDE_HEAD_STRIDES
+from m2s_nnunet.network import DEFAULT_ENCODER
+from m2s_nnunet.network.from_plans import build_m2snet, uses_timm_encoder
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 from m2s_nnunet.training.schedule import GroupLRSchedule
 from m2s_nnunet.weights import (
@@ -84,34 +84,33 @@ class M2SNetTrainer(nnUNetTrainer):
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        """Build M2SNet from the plans (never loads weights: this also runs at predict time)."""
-        patch = list(configuration_manager.patch_size)
-        if len(patch) != 2:
-            raise RuntimeError(
-                f"M2SNetTrainer is a 2D network but configuration '{configuration_manager.data_identifier}' "
-                f"has a {len(patch)}D patch {patch}. Train the '2d' configuration (nnUNetv2_train DATASET 2d FOLD "
-                "-tr M2SNetTrainer); 3D M2SNet is not available yet."
-            )
-        if min(patch) < 32:
-            raise RuntimeError(
-                f"patch size {patch} is too small for M2SNet (stride 32 needs >= 32 px per side). "
-                "Use `m2s-nnunet plan` or set a larger patch_size in the plans."
-            )
+        """Build M2SNet from the plans (never loads weights: this also runs at predict time).
+
+        2D configurations get the timm encoder (ImageNet weights are loaded later, in ``initialize``), 3D
+        configurations (3d_fullres, 3d_lowres, cascades) nnU-Net's residual encoder built from the plans.
+        """
         settings = cls.m2snet_settings(configuration_manager)
-        return M2SNet(
-            in_channels=num_input_channels,
-            num_classes=num_output_channels,
-            encoder=settings["encoder"],
-            width=int(settings["width"]),
-            side_heads=cls.use_side_heads,
-            deep_supervision=cls.use_side_heads and enable_deep_supervision,
-        )
+        try:
+            return build_m2snet(
+                configuration_manager.configuration, num_input_channels, num_output_channels,
+                encoder=settings["encoder"], width=int(settings["width"]), side_heads=cls.use_side_heads,
+                deep_supervision=cls.use_side_heads and enable_deep_supervision,
+            )
+        except ValueError as err:
+            raise RuntimeError(f"cannot build M2SNet for this configuration: {err}") from err
+
+    @property
+    def uses_imagenet_encoder(self) -> bool:
+        """Whether this run starts from ImageNet encoder weights (2D timm encoder, not opted out)."""
+        encoder = self.m2snet_settings(self.configuration_manager)["encoder"]
+        return (self.use_pretrained_encoder and pretrained_enabled()
+                and uses_timm_encoder(self.configuration_manager.configuration, encoder))
 
     def _check_weights_available(self) -> None:
         """Resolve every pretrained file this run needs *before* building anything, and report all that are
         missing in one error (instead of failing on VGG16 first and on the encoder on the next try)."""
         problems = []
-        if self.use_pretrained_encoder and pretrained_enabled():
+        if self.uses_imagenet_encoder:
             try:
                 resolve_encoder_weights(self.m2snet_settings(self.configuration_manager)["encoder"])
             except MissingWeightsError as err:
@@ -141,6 +140,8 @@ class M2SNetTrainer(nnUNetTrainer):
             self.print_to_log_file("Encoder initialised randomly (scratch variant).")
         elif not pretrained_enabled():
             self.print_to_log_file(f"WARNING: {PRETRAINED_ENV}=0: encoder initialised randomly.")
+        elif not self.uses_imagenet_encoder:
+            self.print_to_log_file("Encoder built from the plans (nnU-Net residual encoder), trained from scratch.")
         else:
             found = load_encoder_weights(net)
             self.encoder_weights_source = f"{found.path} ({found.origin})"
@@ -162,7 +163,7 @@ class M2SNetTrainer(nnUNetTrainer):
         if not self.enable_deep_supervision:
             return None
         dim = len(self.configuration_manager.patch_size)
-        return [[1.0] * dim] + [[1.0 / s] * dim for s in SIDE_HEAD_STRIDES]
+        return [[1.0] * dim] + unwrap(self.network).side_head_scales
 
     def _do_i_compile(self) -> bool:
         # torch.compile is opt-in for M2SNet (nnU-Net enables it by default on CUDA): it has not been
@@ -182,7 +183,7 @@ class M2SNetTrainer(nnUNetTrainer):
             self.enable_deep_supervision = ds
         # ... weighted over the side heads 1, 1/2, 1/4, 1/8 (all non-zero, so every head gets a gradient).
         if ds:
-            weights = np.array([1 / 2**i for i in range(1 + len(SIDE_HEAD_STRIDES))])
+            weights = np.array([1 / 2**i for i in range(len(self._get_deep_supervision_scales()))])
             seg_loss = DeepSupervisionWrapper(seg_loss, weights / weights.sum())
         lossnet = LossNet() if self.lossnet_weight > 0 else None
         loss = SegmentationPlusLossNet(
@@ -219,7 +220,7 @@ class M2SNetTrainer(nnUNetTrainer):
         backbone = [p for p in net.encoder.parameters() if p.requires_grad]
         backbone_ids = {id(p) for p in backbone}
         decoder = [p for p in net.parameters() if p.requires_grad and id(p) not in backbone_ids]
-        factor = self.backbone_lr_factor if (self.use_pretrained_encoder and pretrained_enabled()) else 1.0
+        factor = self.backbone_lr_factor if self.uses_imagenet_encoder else 1.0
         optimizer = torch.optim.SGD(
             [  # decoder first: nnU-Net logs param_groups[0]['lr']
                 {"params": decoder, "lr": self.initial_lr},

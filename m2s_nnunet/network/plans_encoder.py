@@ -1,0 +1,77 @@
+"""A 2D/3D encoder that follows nnU-Net's plans: ``dynamic_network_architectures``' residual encoder.
+
+Built from a configuration's kernel sizes, strides and widths (anisotropic strides for thick-slice CT
+included), so every patch size the plans produce works without padding tricks. No ImageNet weights:
+it trains from scratch. Used by 3D M2SNet, and optionally in 2D as an alternative to the timm backbone.
+"""
+
+from __future__ import annotations
+
+import pydoc
+
+import numpy as np
+import torch
+from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
+from torch import nn
+
+# Residual blocks per stage when the plans (PlainConvUNet) give none: two per stage after the first, about
+# the depth of the plain U-Net encoder the plans were made for (nnU-Net's ResEnc plans bring their own).
+DEFAULT_BLOCKS = (1, 2, 2, 2, 2, 2, 2, 2)
+
+
+def _locate(value):
+    if isinstance(value, str):
+        found = pydoc.locate(value)
+        if found is None:
+            raise ValueError(f"cannot import '{value}' named in the plans")
+        return found
+    return value
+
+
+def level_indices(n_stages: int) -> tuple[int, int, int, int, int]:
+    """X5..X2 are the last four stages; X1 is the stage before X2 (or X2 itself with only four stages)."""
+    if n_stages < 4:
+        raise ValueError(f"M2SNet needs an encoder with at least 4 stages, the plans have {n_stages}")
+    x2 = n_stages - 4
+    return (max(x2 - 1, 0), x2, x2 + 1, x2 + 2, x2 + 3)
+
+
+class PlansEncoder(nn.Module):
+    """nnU-Net's residual encoder returning [X1, ..., X5] and their per-axis strides."""
+
+    def __init__(self, in_channels: int, arch_kwargs: dict, n_blocks_per_stage: list[int] | None = None) -> None:
+        super().__init__()
+        n_stages = int(arch_kwargs["n_stages"])
+        conv_op = _locate(arch_kwargs["conv_op"])
+        self.dim = 3 if conv_op is nn.Conv3d else 2
+        blocks = n_blocks_per_stage or arch_kwargs.get("n_blocks_per_stage") or list(DEFAULT_BLOCKS[:n_stages])
+        self.body = ResidualEncoder(
+            input_channels=in_channels,
+            n_stages=n_stages,
+            features_per_stage=arch_kwargs["features_per_stage"],
+            conv_op=conv_op,
+            kernel_sizes=arch_kwargs["kernel_sizes"],
+            strides=arch_kwargs["strides"],
+            n_blocks_per_stage=blocks,
+            conv_bias=bool(arch_kwargs.get("conv_bias", True)),
+            norm_op=_locate(arch_kwargs.get("norm_op")),
+            norm_op_kwargs=arch_kwargs.get("norm_op_kwargs"),
+            nonlin=_locate(arch_kwargs.get("nonlin")),
+            nonlin_kwargs=arch_kwargs.get("nonlin_kwargs"),
+            return_skips=True,
+        )
+        self.name = f"plans-residual-encoder-{self.dim}d"
+        self.in_channels = in_channels
+        self.indices = level_indices(n_stages)
+        features = list(arch_kwargs["features_per_stage"])
+        self.channels: tuple[int, ...] = tuple(features[i] for i in self.indices)
+        cumulative = np.cumprod(np.array(arch_kwargs["strides"], dtype=int).reshape(n_stages, -1), axis=0)
+        self.level_strides: tuple[tuple[int, ...], ...] = tuple(tuple(int(s) for s in cumulative[i])
+                                                                for i in self.indices)
+        self.first_conv = ""  # no pretrained weights to adapt
+        # nnU-Net's residual blocks need sizes divisible by the strides (its patches always are)
+        self.requires_divisible_input = True
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        skips = self.body(x)
+        return [skips[i] for i in self.indices]
