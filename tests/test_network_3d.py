@@ -41,7 +41,8 @@ def test_3d_shapes_and_gradients(strides, patch):
 
 def test_anisotropic_level_strides_and_ds_scales():
     enc = PlansEncoder(1, _arch(ANISOTROPIC))
-    assert enc.level_strides == ((1, 1, 1), (1, 2, 2), (2, 4, 4), (4, 8, 8), (4, 16, 16))
+    assert enc.level_strides == ((1, 2, 2), (1, 2, 2), (2, 4, 4), (4, 8, 8), (4, 16, 16))  # X1 pooled to X2
+    assert enc.x1_pool == (1, 2, 2)
     net = M2SNet(1, 2, encoder=enc, width=16, norm="instance")
     assert net.side_head_scales == [[1.0, 0.5, 0.5], [0.5, 0.25, 0.25], [0.25, 0.125, 0.125]]
     assert net.min_input_size == (4, 16, 16)

@@ -160,27 +160,6 @@ def test_missing_pretrained_weights_fail_fast_with_instructions(rgb, tmp_path):
     assert "Epoch 0" not in output
 
 
-def test_ct_volumes_trained_in_2d(tmp_path_factory):
-    work = tmp_path_factory.mktemp("ct")
-    env = make_env(work)
-    folder = make_ct_dataset(env["nnUNet_raw"], CT_ID, "CT", num_train=6, num_test=1)
-    run("nnUNetv2_plan_and_preprocess", ["-d", str(CT_ID), "-c", "2d", "-np", "1", "-npfp", "1",
-                                         "--verify_dataset_integrity"], env)
-    plans = json.loads((Path(env["nnUNet_preprocessed"]) / folder.name / "nnUNetPlans.json").read_text())
-    assert plans["configurations"]["2d"]["normalization_schemes"] == ["CTNormalization"]
-    run("nnUNetv2_train", [str(CT_ID), "2d", "0", "-tr", SMOKE, "-device", "cpu", "--npz"], env)
-    out = work / "pred"
-    run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(CT_ID), "-c", "2d",
-                             "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
-    import SimpleITK as sitk
-
-    pred = sitk.ReadImage(str(out / "case_006.nii.gz"))
-    ref = sitk.ReadImage(str(folder / "imagesTs" / "case_006_0000.nii.gz"))
-    assert pred.GetSize() == ref.GetSize() and pred.GetSpacing() == pytest.approx(ref.GetSpacing())
-    summary = json.loads((_model_dir(env, folder.name, SMOKE) / "fold_0" / "validation" / "summary.json").read_text())
-    assert len(summary["metric_per_case"]) >= 1
-
-
 def test_masks_saved_as_0_255_get_a_clear_error(tmp_path_factory):
     work = tmp_path_factory.mktemp("bad")
     env = make_env(work)
@@ -213,3 +192,58 @@ def test_m2snet_plans_in_train_predict_and_find_best(rgb):
                              "-tr", SMOKE, "-p", "M2SNetPlans", "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"],
         env)
     assert len(list(out.glob("*.png"))) == 2
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory):
+    """A generated CT-like volume dataset planned for 2d and 3d_fullres, with a 2-fold split."""
+    work = tmp_path_factory.mktemp("ct")
+    env = make_env(work)
+    folder = make_ct_dataset(env["nnUNet_raw"], CT_ID, "CT", num_train=6, num_test=1, shape=(16, 64, 64))
+    run("nnUNetv2_plan_and_preprocess", ["-d", str(CT_ID), "-c", "2d", "3d_fullres", "-np", "1", "-npfp", "1",
+                                         "--verify_dataset_integrity"], env)
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (folder / "labelsTr").glob("*.nii.gz"))
+    write_two_fold_split(Path(env["nnUNet_preprocessed"]) / folder.name, cases)
+    return {"env": env, "work": work, "raw": folder, "name": folder.name}
+
+
+def test_ct_volumes_trained_in_2d(ct):
+    env, folder = ct["env"], ct["raw"]
+    plans = json.loads((Path(env["nnUNet_preprocessed"]) / folder.name / "nnUNetPlans.json").read_text())
+    assert plans["configurations"]["2d"]["normalization_schemes"] == ["CTNormalization"]
+    run("nnUNetv2_train", [str(CT_ID), "2d", "0", "-tr", SMOKE, "-device", "cpu", "--npz"], env)
+    out = ct["work"] / "pred2d"
+    run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(CT_ID), "-c", "2d",
+                             "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    import SimpleITK as sitk
+
+    pred = sitk.ReadImage(str(out / "case_006.nii.gz"))
+    ref = sitk.ReadImage(str(folder / "imagesTs" / "case_006_0000.nii.gz"))
+    assert pred.GetSize() == ref.GetSize() and pred.GetSpacing() == pytest.approx(ref.GetSpacing())
+    summary = json.loads((_model_dir(env, folder.name, SMOKE) / "fold_0" / "validation" / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == 3
+
+
+def test_ct_volumes_3d_fullres_predict_evaluate_and_find_best_across_2d_and_3d(ct):
+    env, folder = ct["env"], ct["raw"]
+    for fold in ("0", "1"):
+        proc = run("nnUNetv2_train", [str(CT_ID), "3d_fullres", fold, "-tr", SMOKE, "-device", "cpu", "--npz"], env)
+        if fold == "0":
+            assert "M2SNet (3D): encoder plans-residual-encoder-3d" in proc.stdout
+    run("nnUNetv2_train", [str(CT_ID), "2d", "1", "-tr", SMOKE, "-device", "cpu", "--npz"], env)
+    ckpt = torch.load(_model_dir(env, folder.name, SMOKE, config="3d_fullres") / "fold_0" / "checkpoint_final.pth",
+                      map_location="cpu", weights_only=False)
+    assert ckpt["inference_allowed_mirroring_axes"] == (0, 1, 2)
+    assert ckpt["network_weights"]["head.seg_layers.0.weight"].dim() == 5
+    out = ct["work"] / "pred3d"
+    run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(out), "-d", str(CT_ID), "-c", "3d_fullres",
+                             "-tr", SMOKE, "-f", "0", "1", "-device", "cpu", "-npp", "1", "-nps", "1"], env)
+    from m2s_nnunet.evaluation import evaluate_folder
+
+    result = evaluate_folder(out, folder / "labelsTs", progress=False)
+    assert result.is_3d and len(result.per_case) == 1
+    no_ext = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
+    run("nnUNetv2_find_best_configuration", [str(CT_ID), "-c", "2d", "3d_fullres", "-tr", SMOKE, "-f", "0", "1",
+                                             "-np", "1"], no_ext)
+    ensembles = Path(env["nnUNet_results"]) / folder.name / "ensembles"
+    assert any("2d" in p.name and "3d_fullres" in p.name for p in ensembles.iterdir())

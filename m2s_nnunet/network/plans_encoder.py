@@ -11,6 +11,7 @@ import pydoc
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from torch import nn
 
@@ -29,7 +30,12 @@ def _locate(value):
 
 
 def level_indices(n_stages: int) -> tuple[int, int, int, int, int]:
-    """X5..X2 are the last four stages; X1 is the stage before X2 (or X2 itself with only four stages)."""
+    """X5..X2 are the last four stages; X1 is the stage before X2 (or X2 itself with only four stages).
+
+    As in the paper (where X1 is the ResNet stem after its max-pool), X1 is then max-pooled to X2's
+    resolution, so the decoder never runs at the full input resolution (a 64-channel 3D decoder at full
+    resolution would cost 4-8x more for little gain).
+    """
     if n_stages < 4:
         raise ValueError(f"M2SNet needs an encoder with at least 4 stages, the plans have {n_stages}")
     x2 = n_stages - 4
@@ -66,12 +72,18 @@ class PlansEncoder(nn.Module):
         features = list(arch_kwargs["features_per_stage"])
         self.channels: tuple[int, ...] = tuple(features[i] for i in self.indices)
         cumulative = np.cumprod(np.array(arch_kwargs["strides"], dtype=int).reshape(n_stages, -1), axis=0)
-        self.level_strides: tuple[tuple[int, ...], ...] = tuple(tuple(int(s) for s in cumulative[i])
-                                                                for i in self.indices)
+        strides = [tuple(int(s) for s in cumulative[i]) for i in self.indices]
+        self.x1_pool = tuple(b // a for a, b in zip(strides[0], strides[1]))  # X1 -> X2 resolution
+        strides[0] = strides[1]
+        self.level_strides: tuple[tuple[int, ...], ...] = tuple(strides)
         self.first_conv = ""  # no pretrained weights to adapt
         # nnU-Net's residual blocks need sizes divisible by the strides (its patches always are)
         self.requires_divisible_input = True
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         skips = self.body(x)
-        return [skips[i] for i in self.indices]
+        levels = [skips[i] for i in self.indices]
+        if any(k > 1 for k in self.x1_pool):
+            pool = F.max_pool3d if self.dim == 3 else F.max_pool2d
+            levels[0] = pool(levels[0], kernel_size=self.x1_pool, stride=self.x1_pool)
+        return levels

@@ -45,6 +45,9 @@ def unwrap(network: nn.Module) -> nn.Module:
 class M2SNetTrainer(nnUNetTrainer):
     """M2SNet (Res2Net-50 encoder, ImageNet weights) trained with Dice+CE + 0.1 x LossNet.
 
+    2D configurations use the timm encoder; 3D ones (3d_fullres, 3d_lowres, 3d_cascade_fullres) nnU-Net's
+    residual encoder built from the plans, trained from scratch, with LossNet applied to slices.
+
     Optimiser (the paper's recipe, Zhao et al. 2023): SGD, Nesterov, momentum 0.9, weight decay 5e-4,
     base lr 0.05 for the decoder and 10x lower for the pretrained backbone, triangular schedule (rise to
     the peak at mid-training, then decay). nnU-Net's momentum 0.99 / lr 0.01 / poly recipe was tuned for
@@ -131,7 +134,8 @@ class M2SNetTrainer(nnUNetTrainer):
         settings = self.m2snet_settings(self.configuration_manager)
         n_params = sum(p.numel() for p in net.parameters())
         self.print_to_log_file(
-            f"M2SNet: encoder {settings['encoder']}, width {settings['width']}, {n_params / 1e6:.2f} M parameters, "
+            f"M2SNet ({net.dim}D): encoder {net.encoder.name}, width {settings['width']}, "
+            f"{n_params / 1e6:.2f} M parameters, "
             f"side heads {self.use_side_heads}, LossNet weight {self.lossnet_weight}"
         )
         if self._restoring_checkpoint:

@@ -1,0 +1,138 @@
+"""Smoke tests of the benchmark scripts in bench/: each entry point runs on tiny inputs and prints its table.
+
+No timing is asserted (the numbers depend on the machine); the equal-budget comparison is only checked up to its
+input validation (``--dry-run``), since any real training run takes minutes. The budget stop rule itself is
+tested on a stand-in trainer with a fake clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+# One thread: on a shared, busy CPU several OpenMP threads per process slow tiny runs down many times over.
+TINY_NET = ["--device", "cpu", "--warmup", "0", "--repeats", "1", "--threads", "1"]
+
+
+def run_script(name: str, *args: str, timeout: int = 180) -> str:
+    proc = subprocess.run([sys.executable, str(BENCH / name), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{name} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_bench_network_tiny(tmp_path):
+    out = run_script("bench_network.py", *TINY_NET, "--encoders", "resnet18", "--sizes", "64", "--batch", "1",
+                     "--filter-base", "64", "--lossnet", "--out", str(tmp_path / "n.md"), "--json",
+                     str(tmp_path / "n.json"))
+    assert "| resnet18 | 64x64 | 1 |" in out
+    assert "MultiScaleFilters (f3 + f5) | 1x64x16x16" in out
+    assert "## LossNet" in out and "Random VGG16 weights" in out
+    assert (tmp_path / "n.md").read_text().startswith("# M2SNet network benchmark")
+    data = json.loads((tmp_path / "n.json").read_text())
+    assert {"forward", "train_fast", "train_plain"} <= set(data["networks"][0]["ms_per_image"])
+
+
+def test_bench_vs_unet_tiny(tmp_path):
+    plans_dir = tmp_path / "plans"
+    out = run_script("bench_vs_unet.py", *TINY_NET, "--image-size", "64", "64", "--num-images", "20",
+                     "--encoders", "resnet18", "--batch", "1", "--memory", "none", "--matmul-n", "256",
+                     "--save-plans", str(plans_dir), "--json", str(tmp_path / "v.json"))
+    assert "| nnU-Net U-Net | Dice+CE, deep supervision |" in out
+    assert "| M2SNet resnet18 | Dice+CE + 0.1 LossNet |" in out
+    assert "## Ratios M2SNet / U-Net" in out
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert data["patch"] == [64, 64] and set(data["train"]) == {"unet", "m2s_resnet18_lossnet", "m2s_resnet18"}
+    # one memory probe (what --memory subprocess runs per model), on the plans kept above
+    probe = run_script("bench_vs_unet.py", "--device", "cpu", "--probe", "m2s_resnet18", "--probe-mode", "train",
+                       "--plans", str(plans_dir / "nnUNetPlans.json"), "--batch", "1", "--memory-steps", "1",
+                       "--encoders", "resnet18", "--threads", "1")
+    memory = json.loads(probe.strip().splitlines()[-1])
+    assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 0
+
+
+def test_profile_step_tiny():
+    out = run_script("profile_step.py", "--device", "cpu", "--encoder", "resnet18", "--size", "64", "--batch", "1",
+                     "--warmup", "0", "--steps", "1", "--top", "5", "--threads", "1")
+    for phase in ("network forward", "LossNet forward", "LossNet backward", "network backward",
+                  "clip + optimizer step"):
+        assert f"| {phase} |" in out
+    assert "## Top 5 ops by self CPU time" in out
+
+
+def test_equal_budget_help_and_dry_run(tmp_path):
+    assert "--budget-min" in run_script("equal_budget.py", "--help")
+    missing = run_script("equal_budget.py", "--images", str(tmp_path / "nope"), "--masks", str(tmp_path / "nope"))
+    assert "SKIPPED" in missing
+    from m2s_nnunet.synthetic import make_rgb_dataset
+
+    ds = make_rgb_dataset(tmp_path / "raw", 990, "Tiny", num_train=12, num_test=0, size=(32, 32))
+    out = run_script("equal_budget.py", "--dry-run", "--device", "cpu", "--images", str(ds / "imagesTr"),
+                     "--masks", str(ds / "labelsTr"), "--budget-min", "1", "--work-dir", str(tmp_path / "work"))
+    assert "12 cases (2 test)" in out and "dry run: inputs OK" in out
+    assert "-tr nnUNetTrainer_budget" in out and "M2SNetTrainer_resnet18_scratch" in out
+    assert not (tmp_path / "work").exists()  # a dry run writes nothing
+
+
+def test_bench_cli_forwards_and_explains(capfd, monkeypatch, tmp_path):
+    import m2s_nnunet
+    from m2s_nnunet.bench_cli import add_bench_parser
+
+    parser = argparse.ArgumentParser(prog="m2s-nnunet")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", "profile", "--help"])
+    assert args.bench_args == ["--help"]
+    assert args.func(args) == 0
+    assert "usage: profile_step.py" in capfd.readouterr().out
+    monkeypatch.setattr(m2s_nnunet, "__file__", str(tmp_path / "site-packages" / "m2s_nnunet" / "__init__.py"))
+    with pytest.raises(FileNotFoundError, match="source checkout"):
+        args.func(args)
+
+
+def test_budget_stop_rule_and_schedule_horizon(monkeypatch):
+    """The budget mixin on a stand-in trainer and a fake clock: stop before overrunning, fit the LR horizon."""
+    monkeypatch.syspath_prepend(str(BENCH / "trainers"))
+    import budget_trainers as bt
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(bt.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setenv(bt.BUDGET_ENV, "100")
+    monkeypatch.setenv(bt.SCHEDULE_ENV, "fit")
+
+    class Scheduler:
+        max_steps = 1000
+
+    class FakeTrainer:  # the parts of nnUNetTrainer the mixin touches
+        def __init__(self, plans, configuration, fold, dataset_json, device):
+            self.current_epoch, self.lr_scheduler, self.log = 0, Scheduler(), []
+
+        def print_to_log_file(self, *msg):
+            self.log.append(" ".join(map(str, msg)))
+
+        def on_train_start(self):
+            pass
+
+        def on_epoch_end(self):
+            self.current_epoch += 1
+
+    class Budgeted(bt.BudgetMixin, FakeTrainer):
+        pass
+
+    trainer = Budgeted({}, "2d", 0, {}, None)
+    trainer.on_train_start()
+    epochs = 0
+    with pytest.raises(bt.BudgetSpent):
+        while True:
+            clock["now"] += 30.0  # every epoch takes 30 s
+            epochs += 1
+            trainer.on_epoch_end()
+    assert epochs == 3  # 90 s done; a 4th epoch would end at 120 s > 100 s
+    assert trainer.lr_scheduler.max_steps == 3  # after epoch 2 (60 s) one more fits: horizon 3 epochs
+    assert trainer.stopped_by_budget
