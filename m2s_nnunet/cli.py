@@ -35,10 +35,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     path = plan_m2snet(args.dataset, gpu_memory_gb=args.gpu_memory_gb, encoder=args.encoder,
                        patch_size=args.patch_size, source_plans=args.source_plans, plans_name=args.plans_name,
                        lossnet=not args.no_lossnet, overwrite=args.overwrite)
-    config = json.loads(path.read_text())["configurations"]["2d"]
     print(f"wrote {path}")
-    print(f"  2d: patch {config['patch_size']}, batch {config['batch_size']}, encoder {config['m2snet']['encoder']}, "
-          f"estimated {config['m2snet']['memory_model']['estimated_gb']} GB of {args.gpu_memory_gb} GB")
+    for name, config in json.loads(path.read_text())["configurations"].items():
+        if "m2snet" not in config:
+            print(f"  {name}: inherits from {config.get('inherits_from')}")
+            continue
+        memory = config["m2snet"]["memory_model"]
+        print(f"  {name}: patch {config['patch_size']}, batch {config['batch_size']}, encoder "
+              f"{config['m2snet']['encoder']}, estimated {memory['estimated_gb']} GB of {args.gpu_memory_gb} GB")
     print(f"  train: nnUNetv2_train {args.dataset} 2d 0 -tr M2SNetTrainer -p {args.plans_name}")
     return 0
 
@@ -81,11 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check versions, variables, trainer discovery, weights, device")
     p.set_defaults(func=_cmd_doctor)
 
-    p = sub.add_parser("plan", help="write M2SNetPlans.json (patch multiple of 32, M2SNet batch size)")
+    p = sub.add_parser("plan", help="write M2SNetPlans.json (patch and batch sizes for M2SNet, 2D and 3D)")
     p.add_argument("-d", "--dataset", required=True, help="dataset id or DatasetXXX_Name (already planned by nnU-Net)")
     p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory target (default 8, like nnU-Net)")
-    p.add_argument("--encoder", default=None, help=f"timm encoder (default {DEFAULT_ENCODER})")
-    p.add_argument("--patch-size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    p.add_argument("--encoder", default=None, help=f"timm encoder for 2d (default {DEFAULT_ENCODER}; 'plans' "
+                   "for nnU-Net's residual encoder); 3D always uses the plans encoder")
+    p.add_argument("--patch-size", type=int, nargs="+", default=None,
+                   help="patch size for the configurations with that many axes (e.g. 352 352)")
     p.add_argument("--source-plans", default="nnUNetPlans")
     p.add_argument("--plans-name", default="M2SNetPlans")
     p.add_argument("--no-lossnet", action="store_true", help="size batches for training without LossNet")

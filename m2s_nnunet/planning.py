@@ -4,13 +4,15 @@ nnU-Net only finds ``-pl`` planners inside its own package, so this is exposed a
 It keeps nnU-Net's fingerprint, normalisation, resampling *and preprocessed data* (same
 ``data_identifier``, so nothing is preprocessed twice) and changes only what depends on the network:
 
-* patch size: each axis rounded up to a multiple of 32 (M2SNet's encoder stride);
+* patch size: in 2D each axis rounded up to a multiple of 32 (the timm encoder's stride); in 3D nnU-Net's
+  patch is kept (the plans-built encoder matches it) unless two samples do not fit;
 * batch size: from a memory model of M2SNet (+ LossNet) instead of nnU-Net's U-Net estimate, for a GPU
   memory target (8 GB by default, like nnU-Net), then nnU-Net's own caps (at most 5 % of the dataset's
   pixels per batch, at least 2);
 * an ``m2snet`` entry with the encoder name, read by ``M2SNetTrainer``.
 
-Train with ``-p M2SNetPlans``; predict and ``find_best_configuration`` take the same ``-p``.
+2d, 3d_fullres and 3d_lowres are re-planned; configurations that inherit (3d_cascade_fullres) follow their
+parent. Train with ``-p M2SNetPlans``; predict and ``find_best_configuration`` take the same ``-p``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 STRIDE = 32
 DEFAULT_GPU_MEMORY_GB = 8.0
@@ -64,31 +68,56 @@ def _saved_tensor_bytes(module, inputs) -> int:
     return total
 
 
-def measure_memory_model(encoder: str, in_channels: int, num_classes: int, width: int = 64,
-                         lossnet: bool = True, reference: int = 128) -> MemoryModel:
-    """Measure M2SNet's (and LossNet's) saved activations on CPU at a reference size and scale them."""
+def _reference_configuration(configuration: dict, encoder: str) -> tuple[dict, list[int]]:
+    """A small patch the network accepts: 128 px per axis for timm encoders, twice the total stride in 3D."""
+    from m2s_nnunet.network.from_plans import uses_timm_encoder
+
+    if uses_timm_encoder(configuration, encoder):
+        reference = [128, 128]
+    else:
+        strides = np.prod(np.array(configuration["architecture"]["arch_kwargs"]["strides"]), axis=0)
+        reference = [int(2 * s) for s in strides]
+    return {**configuration, "patch_size": reference}, reference
+
+
+def measure_memory_model(configuration: dict, in_channels: int, num_classes: int, encoder: str, width: int = 64,
+                         lossnet: bool = True) -> MemoryModel:
+    """Measure M2SNet's (and LossNet's) saved activations on CPU at a small patch and scale them per voxel."""
     import torch
 
     from m2s_nnunet.losses import LossNet
-    from m2s_nnunet.network import M2SNet
+    from m2s_nnunet.network.from_plans import build_m2snet
+    from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
     torch.manual_seed(0)
-    net = M2SNet(in_channels, num_classes, encoder=encoder, width=width).train()
-    x = torch.randn(1, in_channels, reference, reference)
-    per_pixel = _saved_tensor_bytes(net, (x,)) / reference**2
+    small, reference = _reference_configuration(configuration, encoder)
+    net = build_m2snet(small, in_channels, num_classes, encoder, width).train()
+    x = torch.randn(1, in_channels, *reference)
+    per_voxel = _saved_tensor_bytes(net, (x,)) / math.prod(reference)
     params = sum(p.numel() for p in net.parameters())
     static = params * 4 * 4 + CONTEXT_BYTES  # weights, gradients, momentum, fp16 copies
     lossnet_bytes = 0.0
     if lossnet:
         vgg = LossNet(pretrained=False)
         pred = torch.rand(1, 1, 64, 64, requires_grad=True)
-        lossnet_bytes = float(_saved_tensor_bytes(vgg, (pred, torch.rand(1, 1, 64, 64))))
+        slices = SegmentationPlusLossNet.max_slices if len(reference) == 3 else 1
+        lossnet_bytes = float(_saved_tensor_bytes(vgg, (pred, torch.rand(1, 1, 64, 64)))) * slices
         static += sum(b.numel() for b in vgg.parameters()) * 4
-    return MemoryModel(static, per_pixel, lossnet_bytes)
+    return MemoryModel(static, per_voxel, lossnet_bytes)
 
 
 def round_up(value: int, multiple: int = STRIDE) -> int:
     return max(multiple, int(math.ceil(value / multiple) * multiple))
+
+
+def patch_multiples(configuration: dict, encoder: str) -> list[int]:
+    """What each patch axis must be a multiple of: 32 for timm encoders, the plans' total stride otherwise."""
+    from m2s_nnunet.network.from_plans import uses_timm_encoder
+
+    if uses_timm_encoder(configuration, encoder):
+        return [STRIDE] * len(configuration["patch_size"])
+    strides = np.array(configuration["architecture"]["arch_kwargs"]["strides"])
+    return [int(s) for s in np.prod(strides, axis=0)]
 
 
 def choose_batch_size(model: MemoryModel, patch: list[int], foreground_maps: int, gpu_memory_gb: float,
@@ -102,18 +131,24 @@ def choose_batch_size(model: MemoryModel, patch: list[int], foreground_maps: int
 
 
 def m2snet_configuration(base: dict, model: MemoryModel, foreground_maps: int, gpu_memory_gb: float,
-                         dataset_pixels: float, encoder: str, patch_size: list[int] | None = None) -> dict:
-    """A 2d configuration for M2SNet derived from nnU-Net's 2d configuration ``base``."""
-    patch = [round_up(p) for p in (patch_size or base["patch_size"])]
+                         dataset_pixels: float, encoder: str, patch_size: list[int] | None = None,
+                         width: int | None = None) -> dict:
+    """An M2SNet configuration derived from nnU-Net's configuration ``base`` (2D or 3D)."""
+    multiples = patch_multiples(base, encoder)
+    patch = [round_up(p, m) for p, m in zip(patch_size or base["patch_size"], multiples)]
     # Shrink the longest axis until two samples fit, as nnU-Net's planner does for its U-Net.
-    while model.bytes_for(2, patch, foreground_maps) > gpu_memory_gb * 1e9 and max(patch) > STRIDE:
-        axis = patch.index(max(patch))
-        patch[axis] -= STRIDE
+    while model.bytes_for(2, patch, foreground_maps) > gpu_memory_gb * 1e9:
+        shrinkable = [i for i, (p, m) in enumerate(zip(patch, multiples)) if p > m]
+        if not shrinkable:
+            break
+        axis = max(shrinkable, key=lambda i: patch[i])
+        patch[axis] -= multiples[axis]
     config = dict(base)
     config["patch_size"] = patch
     config["batch_size"] = choose_batch_size(model, patch, foreground_maps, gpu_memory_gb, dataset_pixels)
     config["m2snet"] = {
         "encoder": encoder,
+        **({"width": width} if width else {}),
         "memory_model": {
             "gpu_memory_target_gb": gpu_memory_gb,
             "estimated_gb": round(model.bytes_for(config["batch_size"], patch, foreground_maps) / 1e9, 2),
@@ -148,7 +183,8 @@ def plan_m2snet(dataset: str, gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB, enco
                 patch_size: list[int] | None = None, source_plans: str = "nnUNetPlans",
                 plans_name: str = "M2SNetPlans", lossnet: bool = True, overwrite: bool = False) -> Path:
     """Write ``<plans_name>.json`` next to nnU-Net's plans and return its path."""
-    from m2s_nnunet.network import DEFAULT_ENCODER
+    from m2s_nnunet.defaults import DECODER_WIDTH_2D, DECODER_WIDTH_3D, DEFAULT_ENCODER
+    from m2s_nnunet.network.from_plans import PLANS_ENCODER
 
     folder = preprocessed_dataset_folder(dataset)
     source = folder / f"{source_plans}.json"
@@ -158,24 +194,31 @@ def plan_m2snet(dataset: str, gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB, enco
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     plans = json.loads(source.read_text())
-    if "2d" not in plans["configurations"]:
-        raise RuntimeError(f"{source} has no '2d' configuration; rerun nnUNetv2_plan_and_preprocess with -c 2d")
     dataset_json = json.loads((folder / "dataset.json").read_text())
     in_channels = len(dataset_json["channel_names"])
     labels = dataset_json["labels"]
     region_mode = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
-    foreground_maps = (len(labels) - 1) if not region_mode else sum(
-        1 for k, v in labels.items() if k != "background")
+    foreground_maps = len(labels) - 1
     heads = foreground_maps if region_mode else len(labels)
     encoder = encoder or DEFAULT_ENCODER
-    model = measure_memory_model(encoder, in_channels, heads, lossnet=lossnet)
-    base = plans["configurations"]["2d"]
-    median = base.get("median_image_size_in_voxels", base["patch_size"])
-    dataset_pixels = math.prod(median) * int(dataset_json.get("numTraining", 1))
-    config = m2snet_configuration(base, model, foreground_maps if lossnet else 0, gpu_memory_gb,
-                                  dataset_pixels, encoder, patch_size)
+    configurations = {}
+    for name, base in plans["configurations"].items():
+        if "patch_size" not in base:  # inherits (e.g. 3d_cascade_fullres): follows its re-planned parent
+            configurations[name] = base
+            continue
+        is_2d = len(base["patch_size"]) == 2
+        config_encoder = encoder if is_2d else PLANS_ENCODER
+        width = DECODER_WIDTH_2D if is_2d else DECODER_WIDTH_3D
+        model = measure_memory_model(base, in_channels, heads, config_encoder, width, lossnet=lossnet)
+        median = base.get("median_image_size_in_voxels", base["patch_size"])
+        dataset_pixels = math.prod(median) * int(dataset_json.get("numTraining", 1))
+        wanted_patch = patch_size if (patch_size and len(patch_size) == len(base["patch_size"])) else None
+        configurations[name] = m2snet_configuration(base, model, foreground_maps if lossnet else 0,
+                                                    gpu_memory_gb, dataset_pixels, config_encoder, wanted_patch, width)
+    if not configurations:
+        raise RuntimeError(f"{source} has no configurations; rerun nnUNetv2_plan_and_preprocess")
     plans["plans_name"] = plans_name
-    plans["configurations"] = {"2d": config}  # M2SNet is 2D; keep data_identifier -> reuse preprocessing
+    plans["configurations"] = configurations  # data_identifier unchanged -> the preprocessed data is reused
     plans["experiment_planner_used"] = f"m2s-nnunet plan (from {source_plans})"
     tmp = target.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(plans, indent=4))

@@ -15,6 +15,12 @@ from m2s_nnunet.planning import (
     round_up,
 )
 
+ARCH_3D = {"n_stages": 4, "features_per_stage": [8, 16, 24, 32], "conv_op": "torch.nn.modules.conv.Conv3d",
+           "kernel_sizes": [[3, 3, 3]] * 4, "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
+           "conv_bias": True, "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+           "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "nonlin": "torch.nn.LeakyReLU",
+           "nonlin_kwargs": {"inplace": True}}
+
 
 def _fake_preprocessed(root, patch=(80, 112), median=(80, 112), n=200, channels=3):
     folder = root / "Dataset777_Fake"
@@ -22,7 +28,10 @@ def _fake_preprocessed(root, patch=(80, 112), median=(80, 112), n=200, channels=
     plans = {"dataset_name": folder.name, "plans_name": "nnUNetPlans",
              "configurations": {"2d": {"data_identifier": "nnUNetPlans_2d", "patch_size": list(patch),
                                        "batch_size": 12, "median_image_size_in_voxels": list(median)},
-                                "3d_fullres": {"data_identifier": "nnUNetPlans_3d_fullres"}}}
+                                "3d_fullres": {"data_identifier": "nnUNetPlans_3d_fullres", "patch_size": [40, 96, 80],
+                                               "batch_size": 2, "median_image_size_in_voxels": [40, 100, 90],
+                                               "architecture": {"arch_kwargs": ARCH_3D}},
+                                "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}}}
     (folder / "nnUNetPlans.json").write_text(json.dumps(plans))
     (folder / "dataset.json").write_text(json.dumps({
         "channel_names": {str(i): "c" for i in range(channels)}, "labels": {"background": 0, "polyp": 1},
@@ -47,10 +56,14 @@ def test_patch_shrinks_until_two_samples_fit():
     config = m2snet_configuration({"patch_size": [1024, 512]}, model, 1, 4.0, 1e12, "resnet18")
     assert all(p % 32 == 0 for p in config["patch_size"]) and config["patch_size"][0] < 1024
     assert model.bytes_for(2, config["patch_size"], 1) <= 4e9
+    config3d = m2snet_configuration({"patch_size": [64, 256, 256], "architecture": {"arch_kwargs": ARCH_3D}},
+                                    model, 1, 4.0, 1e12, "plans")
+    assert [p % m for p, m in zip(config3d["patch_size"], (4, 8, 8))] == [0, 0, 0]
+    assert model.bytes_for(2, config3d["patch_size"], 1) <= 4e9
 
 
 def test_measured_model_is_plausible():
-    model = measure_memory_model("resnet18", 3, 2, lossnet=True, reference=64)
+    model = measure_memory_model({"patch_size": [64, 64]}, 3, 2, "resnet18", lossnet=True)
     assert 1e3 < model.activation_bytes_per_pixel < 1e5
     assert model.lossnet_bytes_per_map > 1e7  # VGG16 at 224x224
     assert model.static_bytes > 12e6 * 16
@@ -59,12 +72,18 @@ def test_measured_model_is_plausible():
 def test_plan_writes_m2snet_plans_and_keeps_preprocessing(tmp_path, monkeypatch):
     folder = _fake_preprocessed(tmp_path)
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
-    path = plan_m2snet("777", encoder="resnet18")
+    path = plan_m2snet("777", encoder="resnet18", gpu_memory_gb=24)
     plans = json.loads(path.read_text())
     assert path.name == "M2SNetPlans.json" and plans["plans_name"] == "M2SNetPlans"
     config = plans["configurations"]["2d"]
-    assert list(plans["configurations"]) == ["2d"]
+    assert list(plans["configurations"]) == ["2d", "3d_fullres", "3d_cascade_fullres"]
     assert config["data_identifier"] == "nnUNetPlans_2d"
+    c3d = plans["configurations"]["3d_fullres"]
+    assert c3d["m2snet"]["encoder"] == "plans" and c3d["data_identifier"] == "nnUNetPlans_3d_fullres"
+    assert c3d["patch_size"] == [40, 96, 80]  # divisible by the total stride (4, 8, 8): kept
+    assert c3d["batch_size"] >= 2
+    assert plans["configurations"]["3d_cascade_fullres"] == {"inherits_from": "3d_fullres",
+                                                            "previous_stage": "3d_lowres"}
     assert config["patch_size"] == [96, 128]
     assert config["batch_size"] >= 2 and config["m2snet"]["encoder"] == "resnet18"
     with pytest.raises(FileExistsError, match="--overwrite"):

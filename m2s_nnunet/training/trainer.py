@@ -16,6 +16,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 from torch._dynamo import OptimizedModule
 
+from m2s_nnunet.defaults import DECODER_WIDTH_2D, DECODER_WIDTH_3D
 from m2s_nnunet.losses import LossNet
 from m2s_nnunet.network import DEFAULT_ENCODER
 from m2s_nnunet.network.from_plans import build_m2snet, uses_timm_encoder
@@ -58,7 +59,8 @@ class M2SNetTrainer(nnUNetTrainer):
 
     # What variants change. Read by the classmethod below too, so the predictor builds the same network.
     encoder_name: str = DEFAULT_ENCODER
-    decoder_width: int = 64
+    decoder_width: int = DECODER_WIDTH_2D
+    decoder_width_3d: int = DECODER_WIDTH_3D
     use_side_heads: bool = False
     use_pretrained_encoder: bool = True
     lossnet_weight: float = 0.1
@@ -79,7 +81,8 @@ class M2SNetTrainer(nnUNetTrainer):
     @classmethod
     def m2snet_settings(cls, configuration_manager: ConfigurationManager) -> dict:
         """Encoder and width for this configuration: the plans' ``m2snet`` entry wins over the class."""
-        settings = {"encoder": cls.encoder_name, "width": cls.decoder_width}
+        width = cls.decoder_width if len(configuration_manager.patch_size) == 2 else cls.decoder_width_3d
+        settings = {"encoder": cls.encoder_name, "width": width}
         settings.update(configuration_manager.configuration.get(PLANS_SETTINGS_KEY, {}) or {})
         return settings
 
