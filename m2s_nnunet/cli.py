@@ -8,6 +8,7 @@ import os
 import sys
 
 from m2s_nnunet import __version__, cli_analysis
+from m2s_nnunet.bench_cli import add_bench_parser
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_analysis.add_convert_parser(sub)
     cli_analysis.add_evaluate_parser(sub)
     cli_analysis.add_summarize_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
