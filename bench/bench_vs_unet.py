@@ -12,7 +12,7 @@ Compared, at the plans' 2d patch size (and batch size, except on CPU where it de
 
 Measured: training iterations/s (forward + loss + backward + gradient clipping + SGD step, random data already
 on the device: data loading and augmentation are *not* included), inference time per patch (batch 1, without
-and with nnU-Net's 2D test-time augmentation of 4 flips), peak memory, parameters, GMACs and the achieved
+and with nnU-Net's test-time mirroring: 4 passes in 2D, 8 in 3D), peak memory, parameters, GMACs and the achieved
 GFLOP/s as a fraction of a measured matrix-product peak. On CUDA both train and infer under fp16 autocast
 with a GradScaler, as nnU-Net does. Timings are interleaved (U-Net, M2SNet, U-Net, ...) in one process;
 peak memory is measured in a fresh process per model (a process-lifetime peak cannot be split otherwise).
@@ -27,6 +27,7 @@ folder), or by default nnU-Net's own planner (``nnUNetv2_plan_experiment``) run 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -192,8 +193,6 @@ def load_setup(plans_path: Path, dataset_json_path: Path, configuration: str, ba
     dataset_json = json.loads(dataset_json_path.read_text())
     pm = PlansManager(plans)
     cm = pm.get_configuration(configuration)
-    if len(cm.patch_size) != 2:
-        raise SystemExit(f"configuration '{configuration}' is {len(cm.patch_size)}D; M2SNet is 2D: use a 2d one")
     lm = pm.get_label_manager(dataset_json)
     if lm.has_regions:
         raise SystemExit("region-based datasets are not supported by this benchmark (the loss differs)")
@@ -296,15 +295,18 @@ class TrainCase:
 
 
 def infer(net: nn.Module, x: torch.Tensor, s: Setup, tta: bool) -> torch.Tensor:
-    """One patch as nnU-Net's predictor runs it: eval, no deep supervision, optional mirroring over both axes."""
+    """One patch as nnU-Net's predictor runs it: eval, no deep supervision, optional mirroring over every
+    spatial axis (4 passes in 2D, 8 in 3D)."""
     set_unet_deep_supervision(net, False)
     net.eval()
+    spatial = range(2, x.dim())
+    flips = [c for n in range(1, len(spatial) + 1) for c in itertools.combinations(spatial, n)]
     with torch.inference_mode(), precision_context(s.device, s.amp):
         out = net(x)
         if tta:
-            for axes in ((2,), (3,), (2, 3)):
+            for axes in flips:
                 out = out + torch.flip(net(torch.flip(x, axes)), axes)
-            out = out / 4
+            out = out / (len(flips) + 1)
     return out
 
 
@@ -318,7 +320,7 @@ def run_probe(args: argparse.Namespace) -> int:
         torch.cuda.init()
         torch.cuda.reset_peak_memory_stats(device)
     baseline = current_rss_mib()
-    train_specs, infer_specs = make_specs(args.encoders, args.skip_lossnet)
+    train_specs, infer_specs = make_specs(["plans"] if len(s.patch) == 3 else args.encoders, args.skip_lossnet)
     spec = next(sp for sp in (train_specs if args.probe_mode == "train" else infer_specs) if sp.key == args.probe)
     net = build_network(spec, s)
     if args.probe_mode == "train":
@@ -382,6 +384,8 @@ def run(args: argparse.Namespace, plans: Path, dataset_json: Path, plans_note: s
     args.device = device.type
     amp = not args.no_amp and device.type == "cuda"
     s = load_setup(plans, dataset_json, args.configuration, args.batch, device, amp)
+    if len(s.patch) == 3:  # 3D M2SNet always uses the plans-built residual encoder (no timm backbone)
+        args.encoders = ["plans"]
     train_specs, infer_specs = make_specs(args.encoders, args.skip_lossnet)
     torch.manual_seed(0)
 
@@ -488,7 +492,7 @@ def run(args: argparse.Namespace, plans: Path, dataset_json: Path, plans_note: s
         "",
         "## Inference (one patch, batch 1, eval mode)",
         "",
-        markdown_table(["network", "ms/patch", "ms/patch with TTA (4 flips)", "GFLOP/s (no TTA)",
+        markdown_table(["network", "ms/patch", "ms/patch with TTA (all flips)", "GFLOP/s (no TTA)",
                         "% of matmul peak", "% of conv ref", mem_head + ", with TTA"], infer_rows),
         "",
         "## Ratios M2SNet / U-Net",
