@@ -51,7 +51,7 @@ def test_trainer_discovery_in_a_fresh_process(rgb):
             "print('found', len(t.__all__) - 1)")
     proc = subprocess.run([sys.executable, "-c", code], env=rgb["env"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "found 13" in proc.stdout
+    assert "found 13" in proc.stdout  # every trainer of m2s_nnunet.training
 
 
 def test_training_outputs_and_validation_summary(rgb):
@@ -247,3 +247,49 @@ def test_ct_volumes_3d_fullres_predict_evaluate_and_find_best_across_2d_and_3d(c
                                              "-np", "1"], no_ext)
     ensembles = Path(env["nnUNet_results"]) / folder.name / "ensembles"
     assert any("2d" in p.name and "3d_fullres" in p.name for p in ensembles.iterdir())
+
+
+def test_3d_lowres_and_cascade(tmp_path_factory):
+    """nnU-Net's cascade with M2SNet in both stages: 3d_lowres (2 folds, exporting next-stage predictions),
+    then 3d_cascade_fullres (input = image + one-hot low-res segmentation), then cascaded prediction."""
+    work = tmp_path_factory.mktemp("cascade")
+    env = make_env(work)
+    folder = make_ct_dataset(env["nnUNet_raw"], 934, "Cascade", num_train=4, num_test=1, shape=(32, 96, 96),
+                             spacing=(1.0, 1.0, 1.0))
+    # a small memory target makes nnU-Net's planner choose a patch much smaller than the image -> 3d_lowres
+    run("nnUNetv2_plan_and_preprocess", ["-d", "934", "-c", "3d_lowres", "3d_fullres", "-np", "1", "1", "-npfp",
+                                         "1", "-gpu_memory_target", "0.6"], env)
+    plans = json.loads((Path(env["nnUNet_preprocessed"]) / folder.name / "nnUNetPlans.json").read_text())
+    assert {"3d_lowres", "3d_cascade_fullres"} <= set(plans["configurations"])
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (folder / "labelsTr").glob("*.nii.gz"))
+    write_two_fold_split(Path(env["nnUNet_preprocessed"]) / folder.name, cases)
+    for fold in ("0", "1"):
+        run("nnUNetv2_train", ["934", "3d_lowres", fold, "-tr", SMOKE, "-device", "cpu"], env)
+    next_stage = _model_dir(env, folder.name, SMOKE, config="3d_lowres") / "predicted_next_stage"
+    assert len(list(next_stage.rglob("*.npz"))) == 4
+    proc = run("nnUNetv2_train", ["934", "3d_cascade_fullres", "0", "-tr", SMOKE, "-device", "cpu"], env)
+    assert "M2SNet (3D)" in proc.stdout
+    ckpt = torch.load(_model_dir(env, folder.name, SMOKE, config="3d_cascade_fullres") / "fold_0" /
+                      "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    first_conv = next(v for k, v in ckpt["network_weights"].items() if k.startswith("encoder.") and v.dim() == 5)
+    assert first_conv.shape[1] == 1 + 1  # image + one-hot of the one foreground label from the low-res stage
+    low, full = work / "pred_low", work / "pred_full"
+    common = ["-d", "934", "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta"]
+    run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(low), "-c", "3d_lowres", *common], env)
+    run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(full), "-c", "3d_cascade_fullres",
+                             "-prev_stage_predictions", str(low), *common], env)
+    assert (full / "case_004.nii.gz").is_file()
+
+
+def test_deep_supervision_variant_trains_and_predicts_single_output(rgb):
+    trainer = "M2SNetTrainer_smokeDS"
+    proc = run("nnUNetv2_train", [str(RGB_ID), "2d", "0", "-tr", trainer, "-device", "cpu"], rgb["env"])
+    assert "side heads True" in proc.stdout
+    model = _model_dir(rgb["env"], rgb["name"], trainer)
+    keys = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu",
+                      weights_only=False)["network_weights"]
+    assert {f"head.seg_layers.{i}.weight" for i in range(4)} <= set(keys)
+    out = rgb["work"] / "pred_ds"
+    run("nnUNetv2_predict", ["-i", str(rgb["raw"] / "imagesTs"), "-o", str(out), "-d", str(RGB_ID), "-c", "2d",
+                             "-tr", trainer, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], rgb["env"])
+    assert len(list(out.glob("*.png"))) == 2

@@ -192,7 +192,10 @@ class M2SNetTrainer(nnUNetTrainer):
         if ds:
             weights = np.array([1 / 2**i for i in range(len(self._get_deep_supervision_scales()))])
             seg_loss = DeepSupervisionWrapper(seg_loss, weights / weights.sum())
-        lossnet = LossNet() if self.lossnet_weight > 0 else None
+        # 2D: the paper's 224x224 resize. 3D patches are small per slice (e.g. 56x40 for Hippocampus): resizing
+        # every slice to 224x224 would cost ~20x more VGG16 work than the native size, for no gain.
+        size = 224 if len(self.configuration_manager.patch_size) == 2 else None
+        lossnet = LossNet(size=size) if self.lossnet_weight > 0 else None
         loss = SegmentationPlusLossNet(
             seg_loss, lossnet, self.lossnet_weight,
             regions=self.label_manager.has_regions, ignore_label=self.label_manager.ignore_label,

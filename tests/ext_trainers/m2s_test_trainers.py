@@ -27,3 +27,9 @@ class M2SNetTrainer_smokeResume(M2SNetTrainer_smoke):
         super().on_epoch_end()
         if os.environ.get("M2S_TEST_CRASH") == "1" and self.current_epoch == 1:
             sys.exit(3)  # a crashed job: training stops here, checkpoint_latest.pth stays
+
+
+class M2SNetTrainer_smokeDS(M2SNetTrainer_smoke):
+    """The smoke run with deep supervision through the side heads (what M2SNetTrainer_DS adds)."""
+
+    use_side_heads = True
