@@ -42,8 +42,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             print(f"  {name}: inherits from {config.get('inherits_from')}")
             continue
         memory = config["m2snet"]["memory_model"]
-        print(f"  {name}: patch {config['patch_size']}, batch {config['batch_size']}, encoder "
-              f"{config['m2snet']['encoder']}, estimated {memory['estimated_gb']} GB of {args.gpu_memory_gb} GB")
+        pinned = " (pinned in the plans)" if "encoder" in config["m2snet"] else ""
+        print(f"  {name}: patch {config['patch_size']}, batch {config['batch_size']}, sized for encoder "
+              f"{memory['encoder']}{pinned}, estimated {memory['estimated_gb']} GB of {args.gpu_memory_gb} GB")
     print(f"  train: nnUNetv2_train {args.dataset} 2d 0 -tr M2SNetTrainer -p {args.plans_name}")
     return 0
 

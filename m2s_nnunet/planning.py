@@ -132,7 +132,7 @@ def choose_batch_size(model: MemoryModel, patch: list[int], foreground_maps: int
 
 def m2snet_configuration(base: dict, model: MemoryModel, foreground_maps: int, gpu_memory_gb: float,
                          dataset_pixels: float, encoder: str, patch_size: list[int] | None = None,
-                         width: int | None = None) -> dict:
+                         width: int | None = None, pin_encoder: bool = False) -> dict:
     """An M2SNet configuration derived from nnU-Net's configuration ``base`` (2D or 3D)."""
     multiples = patch_multiples(base, encoder)
     patch = [round_up(p, m) for p, m in zip(patch_size or base["patch_size"], multiples)]
@@ -147,13 +147,16 @@ def m2snet_configuration(base: dict, model: MemoryModel, foreground_maps: int, g
     config["patch_size"] = patch
     config["batch_size"] = choose_batch_size(model, patch, foreground_maps, gpu_memory_gb, dataset_pixels)
     config["m2snet"] = {
-        "encoder": encoder,
-        **({"width": width} if width else {}),
+        # a record of what the sizes were planned for; M2SNetTrainer only reads "encoder"/"width" keys
         "memory_model": {
+            "encoder": encoder,
+            **({"width": width} if width else {}),
             "gpu_memory_target_gb": gpu_memory_gb,
             "estimated_gb": round(model.bytes_for(config["batch_size"], patch, foreground_maps) / 1e9, 2),
         },
     }
+    if pin_encoder:  # only an explicit --encoder overrides the trainer variant's encoder
+        config["m2snet"]["encoder"] = encoder
     return config
 
 
@@ -200,6 +203,7 @@ def plan_m2snet(dataset: str, gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB, enco
     region_mode = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
     foreground_maps = len(labels) - 1
     heads = foreground_maps if region_mode else len(labels)
+    pin_encoder = encoder is not None
     encoder = encoder or DEFAULT_ENCODER
     configurations = {}
     for name, base in plans["configurations"].items():
@@ -214,7 +218,8 @@ def plan_m2snet(dataset: str, gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB, enco
         dataset_pixels = math.prod(median) * int(dataset_json.get("numTraining", 1))
         wanted_patch = patch_size if (patch_size and len(patch_size) == len(base["patch_size"])) else None
         configurations[name] = m2snet_configuration(base, model, foreground_maps if lossnet else 0,
-                                                    gpu_memory_gb, dataset_pixels, config_encoder, wanted_patch, width)
+                                                    gpu_memory_gb, dataset_pixels, config_encoder, wanted_patch, width,
+                                                    pin_encoder and is_2d)
     if not configurations:
         raise RuntimeError(f"{source} has no configurations; rerun nnUNetv2_plan_and_preprocess")
     plans["plans_name"] = plans_name

@@ -79,7 +79,8 @@ def test_plan_writes_m2snet_plans_and_keeps_preprocessing(tmp_path, monkeypatch)
     assert list(plans["configurations"]) == ["2d", "3d_fullres", "3d_cascade_fullres"]
     assert config["data_identifier"] == "nnUNetPlans_2d"
     c3d = plans["configurations"]["3d_fullres"]
-    assert c3d["m2snet"]["encoder"] == "plans" and c3d["data_identifier"] == "nnUNetPlans_3d_fullres"
+    assert c3d["m2snet"]["memory_model"]["encoder"] == "plans" and "encoder" not in c3d["m2snet"]
+    assert c3d["data_identifier"] == "nnUNetPlans_3d_fullres"
     assert c3d["patch_size"] == [40, 96, 80]  # divisible by the total stride (4, 8, 8): kept
     assert c3d["batch_size"] >= 2
     assert plans["configurations"]["3d_cascade_fullres"] == {"inherits_from": "3d_fullres",
@@ -95,3 +96,11 @@ def test_plan_needs_nnunet_plans_first(tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
     with pytest.raises(RuntimeError, match="nnUNetv2_plan_and_preprocess -d 778"):
         plan_m2snet("778")
+
+
+def test_encoder_is_pinned_only_when_asked(tmp_path, monkeypatch):
+    _fake_preprocessed(tmp_path)
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    config = json.loads(plan_m2snet("777").read_text())["configurations"]["2d"]
+    assert "encoder" not in config["m2snet"]  # the trainer variant (e.g. _resnet18) keeps its encoder
+    assert config["m2snet"]["memory_model"]["encoder"] == "res2net50d"
