@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from m2s_nnunet.naming import short_list, split_ending
+
 IMAGE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 JPEG_ENDINGS = (".jpg", ".jpeg")
 VOLUME_ENDINGS = (".nii.gz", ".nii")
@@ -127,14 +129,6 @@ def resolve_raw_root(out: Path | None) -> Path:
     return Path(env)
 
 
-def split_ending(name: str, endings: Sequence[str]) -> tuple[str, str]:
-    low = name.lower()
-    for end in sorted(endings, key=len, reverse=True):
-        if low.endswith(end):
-            return name[: -len(end)], end
-    return name, ""
-
-
 def sanitize_case(stem: str) -> str:
     """Case ids become file names inside nnU-Net folders: keep them to [A-Za-z0-9_.-]."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
@@ -153,13 +147,8 @@ def _list_inputs(folder: Path, endings: Sequence[str]) -> dict[str, Path]:
             dupes.append(f"{found[stem].name} / {p.name}")
         found[stem] = p
     if dupes:
-        raise ConversionError(f"{folder}: several files share a name: {_short(dupes)}; keep one per case")
+        raise ConversionError(f"{folder}: several files share a name: {short_list(dupes)}; keep one per case")
     return found
-
-
-def _short(items: Sequence[str], n: int = 15) -> str:
-    items = list(items)
-    return ", ".join(items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
 
 
 def pair_inputs(images: Path, masks: Path, mask_suffix: str = "") -> tuple[list[Pair], str]:
@@ -186,9 +175,9 @@ def pair_inputs(images: Path, masks: Path, mask_suffix: str = "") -> tuple[list[
     no_image = sorted(msks[s].name for s in set(msks) - used)
     problems = []
     if no_mask:
-        problems.append(f"{len(no_mask)} image(s) without a mask in {masks}: {_short(no_mask)}")
+        problems.append(f"{len(no_mask)} image(s) without a mask in {masks}: {short_list(no_mask)}")
     if no_image:
-        problems.append(f"{len(no_image)} mask(s) without an image in {images}: {_short(no_image)}")
+        problems.append(f"{len(no_image)} mask(s) without an image in {images}: {short_list(no_image)}")
     if problems:
         hint = " (masks use a name suffix? pass --mask-suffix, e.g. --mask-suffix _mask)"
         raise ConversionError(
@@ -206,7 +195,7 @@ def pair_inputs(images: Path, masks: Path, mask_suffix: str = "") -> tuple[list[
         seen[p.case] = p.image.name
     if clashes:
         raise ConversionError(
-            f"file names collide after replacing characters outside [A-Za-z0-9_.-]: {_short(clashes)}; rename them"
+            f"file names collide after replacing characters outside [A-Za-z0-9_.-]: {short_list(clashes)}; rename them"
         )
     return sorted(pairs, key=lambda p: p.case), kind
 
@@ -365,7 +354,7 @@ def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
         problems["size"] = mismatched
     if len(set(chans.values())) > 1:
         by = {k: [n for n, c in chans.items() if c == k] for k in sorted(set(chans.values()))}
-        problems["channels"] = [f"{k} channel(s): {len(v)} image(s), e.g. {_short(v, 5)}" for k, v in by.items()]
+        problems["channels"] = [f"{k} channel(s): {len(v)} image(s), e.g. {short_list(v, 5)}" for k, v in by.items()]
     _raise_problems(
         problems,
         {
@@ -522,9 +511,9 @@ def make_splits(train_cases: list[str], opts: ConvertOptions) -> list[dict[str, 
         va = [sanitize_case(split_ending(c, IMAGE_ENDINGS + VOLUME_ENDINGS)[0]) for c in fold["val"]]
         unknown = sorted(set(tr + va) - known)
         if unknown:
-            problems.append(f"fold {i}: {len(unknown)} case(s) not in the training set: {_short(unknown, 8)}")
+            problems.append(f"fold {i}: {len(unknown)} case(s) not in the training set: {short_list(unknown, 8)}")
         if set(tr) & set(va):
-            problems.append(f"fold {i}: cases in both train and val: {_short(sorted(set(tr) & set(va)), 8)}")
+            problems.append(f"fold {i}: cases in both train and val: {short_list(sorted(set(tr) & set(va)), 8)}")
         splits.append({"train": tr, "val": va})
     if problems:
         raise ConversionError(f"invalid --splits {opts.splits}:\n  " + "\n  ".join(problems))
@@ -563,7 +552,9 @@ def convert(opts: ConvertOptions) -> ConversionReport:
     test_cases = set(read_case_list(opts.test_list)) if opts.test_list else set()
     missing = sorted(test_cases - {p.case for p in pairs})
     if missing and not opts.limit:
-        raise ConversionError(f"--test-list names {len(missing)} case(s) that are not in the input: {_short(missing)}")
+        raise ConversionError(
+            f"--test-list names {len(missing)} case(s) that are not in the input: {short_list(missing)}"
+        )
     if missing:
         warn.append(f"{len(missing)} --test-list case(s) fall outside --limit and are skipped")
     scan = _scan_3d(pairs, opts) if kind == "3d" else _scan_2d(pairs, opts)
@@ -574,11 +565,11 @@ def convert(opts: ConvertOptions) -> ConversionReport:
     if scan.get("mismatched"):
         warn.append(
             f"{len(scan['mismatched'])} image/mask pair(s) differ in size; both are resized "
-            f"independently to {opts.resize}: {_short(scan['mismatched'], 5)}"
+            f"independently to {opts.resize}: {short_list(scan['mismatched'], 5)}"
         )
     empty = sorted(c for c, v in scan["values"].items() if not set(plan.apply(np.array(sorted(v)))) - {0})
     if empty:
-        warn.append(f"{len(empty)} case(s) have no foreground: {_short(empty, 5)}")
+        warn.append(f"{len(empty)} case(s) have no foreground: {short_list(empty, 5)}")
     train = [p for p in pairs if p.case not in test_cases]
     test = [p for p in pairs if p.case in test_cases]
     if not train:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from m2s_nnunet import metrics
+from m2s_nnunet.naming import short_list, split_ending
 
 IMAGE_ENDINGS_2D = (".png", ".bmp", ".tif", ".tiff")
 VOLUME_ENDINGS = (".nii.gz", ".nii", ".mha", ".nrrd")
@@ -45,19 +46,10 @@ class EvaluationResult:
     notes: list[str] = field(default_factory=list)
 
 
-def split_ending(name: str) -> tuple[str, str]:
-    """Split ``case.nii.gz`` into (``case``, ``.nii.gz``); unknown endings give (name, '')."""
-    low = name.lower()
-    for end in ALL_ENDINGS:
-        if low.endswith(end):
-            return name[: -len(end)], end
-    return name, ""
-
-
 def _label_files(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        case, end = split_ending(p.name)
+        case, end = split_ending(p.name, ALL_ENDINGS)
         if p.is_file() and end:
             if case in files:
                 raise EvaluationError(f"{folder}: case '{case}' exists twice ({files[case].name}, {p.name})")
@@ -77,12 +69,12 @@ def match_cases(pred_dir: Path, gt_dir: Path, allow_missing: bool = False) -> li
     no_pred = sorted(set(gts) - set(preds))
     if no_gt:
         raise EvaluationError(
-            f"{len(no_gt)} prediction(s) have no reference in {gt_dir}: {_short(no_gt)}. "
+            f"{len(no_gt)} prediction(s) have no reference in {gt_dir}: {short_list(no_gt)}. "
             "Check that both folders use the same case names (<case>.png / <case>.nii.gz)."
         )
     if no_pred and not allow_missing:
         raise EvaluationError(
-            f"{len(no_pred)} reference case(s) have no prediction in {pred_dir}: {_short(no_pred)}. "
+            f"{len(no_pred)} reference case(s) have no prediction in {pred_dir}: {short_list(no_pred)}. "
             "Predict them, or pass --chill to score only the predicted cases."
         )
     out = []
@@ -92,15 +84,10 @@ def match_cases(pred_dir: Path, gt_dir: Path, allow_missing: bool = False) -> li
     return out
 
 
-def _short(items: Sequence[str], n: int = 10) -> str:
-    shown = ", ".join(items[:n])
-    return shown + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
-
-
 def read_label_map(path: Path) -> np.ndarray:
     """Read a label map as (H, W) for 2D images or (Z, Y, X) for volumes."""
     try:
-        if split_ending(path.name)[1] in IMAGE_ENDINGS_2D:
+        if split_ending(path.name, ALL_ENDINGS)[1] in IMAGE_ENDINGS_2D:
             from PIL import Image
 
             with Image.open(path) as im:
@@ -111,7 +98,7 @@ def read_label_map(path: Path) -> np.ndarray:
             arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a clear message
         raise EvaluationError(f"cannot read {path}: {exc}") from exc
-    if arr.ndim == 3 and split_ending(path.name)[1] in IMAGE_ENDINGS_2D:
+    if arr.ndim == 3 and split_ending(path.name, ALL_ENDINGS)[1] in IMAGE_ENDINGS_2D:
         raise EvaluationError(f"{path} has {arr.shape[-1]} colour channels; label maps must be single-channel")
     return arr
 
