@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 RGB_ID, CT_ID, BAD_ID = 931, 932, 933
 SMOKE = "M2SNetTrainer_smoke"
+NO_MIRROR = "M2SNetTrainer_smokeNoMirroring"  # 3D cascade: no 8-pass mirroring per tile on CPU
 
 
 def _model_dir(env, dataset: str, trainer: str, plans: str = "nnUNetPlans", config: str = "2d") -> Path:
@@ -254,27 +255,27 @@ def test_3d_lowres_and_cascade(tmp_path_factory):
     then 3d_cascade_fullres (input = image + one-hot low-res segmentation), then cascaded prediction."""
     work = tmp_path_factory.mktemp("cascade")
     env = make_env(work)
-    folder = make_ct_dataset(env["nnUNet_raw"], 934, "Cascade", num_train=4, num_test=1, shape=(32, 96, 96),
+    folder = make_ct_dataset(env["nnUNet_raw"], 934, "Cascade", num_train=4, num_test=1, shape=(48, 128, 128),
                              spacing=(1.0, 1.0, 1.0))
     # a small memory target makes nnU-Net's planner choose a patch much smaller than the image -> 3d_lowres
     run("nnUNetv2_plan_and_preprocess", ["-d", "934", "-c", "3d_lowres", "3d_fullres", "-np", "1", "1", "-npfp",
-                                         "1", "-gpu_memory_target", "0.6"], env)
+                                         "1", "-gpu_memory_target", "0.3"], env)
     plans = json.loads((Path(env["nnUNet_preprocessed"]) / folder.name / "nnUNetPlans.json").read_text())
     assert {"3d_lowres", "3d_cascade_fullres"} <= set(plans["configurations"])
     cases = sorted(p.name[: -len(".nii.gz")] for p in (folder / "labelsTr").glob("*.nii.gz"))
     write_two_fold_split(Path(env["nnUNet_preprocessed"]) / folder.name, cases)
     for fold in ("0", "1"):
-        run("nnUNetv2_train", ["934", "3d_lowres", fold, "-tr", SMOKE, "-device", "cpu"], env)
-    next_stage = _model_dir(env, folder.name, SMOKE, config="3d_lowres") / "predicted_next_stage"
-    assert len(list(next_stage.rglob("*.npz"))) == 4
-    proc = run("nnUNetv2_train", ["934", "3d_cascade_fullres", "0", "-tr", SMOKE, "-device", "cpu"], env)
+        run("nnUNetv2_train", ["934", "3d_lowres", fold, "-tr", NO_MIRROR, "-device", "cpu"], env)
+    next_stage = _model_dir(env, folder.name, NO_MIRROR, config="3d_lowres") / "predicted_next_stage"
+    assert len(list((next_stage / "3d_cascade_fullres").glob("case_*"))) == 4  # every training case, both folds
+    proc = run("nnUNetv2_train", ["934", "3d_cascade_fullres", "0", "-tr", NO_MIRROR, "-device", "cpu"], env)
     assert "M2SNet (3D)" in proc.stdout
-    ckpt = torch.load(_model_dir(env, folder.name, SMOKE, config="3d_cascade_fullres") / "fold_0" /
+    ckpt = torch.load(_model_dir(env, folder.name, NO_MIRROR, config="3d_cascade_fullres") / "fold_0" /
                       "checkpoint_final.pth", map_location="cpu", weights_only=False)
     first_conv = next(v for k, v in ckpt["network_weights"].items() if k.startswith("encoder.") and v.dim() == 5)
     assert first_conv.shape[1] == 1 + 1  # image + one-hot of the one foreground label from the low-res stage
     low, full = work / "pred_low", work / "pred_full"
-    common = ["-d", "934", "-tr", SMOKE, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta"]
+    common = ["-d", "934", "-tr", NO_MIRROR, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta"]
     run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(low), "-c", "3d_lowres", *common], env)
     run("nnUNetv2_predict", ["-i", str(folder / "imagesTs"), "-o", str(full), "-c", "3d_cascade_fullres",
                              "-prev_stage_predictions", str(low), *common], env)

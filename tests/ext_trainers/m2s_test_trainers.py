@@ -33,3 +33,13 @@ class M2SNetTrainer_smokeDS(M2SNetTrainer_smoke):
     """The smoke run with deep supervision through the side heads (what M2SNetTrainer_DS adds)."""
 
     use_side_heads = True
+
+
+class M2SNetTrainer_smokeNoMirroring(M2SNetTrainer_smoke):
+    """The smoke run without mirroring (training and test-time): 3D sliding-window validation with 8 mirror
+    passes per tile would take minutes per case on a CPU."""
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, patch, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return rotation, dummy_2d, patch, None
