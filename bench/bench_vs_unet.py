@@ -240,7 +240,9 @@ def build_loss(spec: Spec, s: Setup) -> nn.Module:
         weights = np.array([1 / 2**i for i in range(len(deep_supervision_sizes(s)))])
         weights[-1] = 0
         return DeepSupervisionWrapper(seg, weights / weights.sum())
-    lossnet = LossNet(pretrained=False) if spec.lossnet else None  # random VGG16: timing only
+    # random VGG16: timing only; 224x224 in 2D, native slice size in 3D, as M2SNetTrainer._build_loss does
+    size = 224 if len(s.patch) == 2 else None
+    lossnet = LossNet(pretrained=False, size=size) if spec.lossnet else None
     return SegmentationPlusLossNet(seg, lossnet, 0.1 if spec.lossnet else 0.0).to(s.device)
 
 

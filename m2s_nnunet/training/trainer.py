@@ -66,11 +66,18 @@ class M2SNetTrainer(nnUNetTrainer):
     lossnet_weight: float = 0.1
     backbone_lr_factor: float = 0.1
     lr_schedule: str = "triangular"
+    # Schedule overrides (None keeps nnU-Net's 1000 epochs x 250 training / 50 validation iterations).
+    epochs: int | None = None
+    iterations_per_epoch: int | None = None
+    val_iterations_per_epoch: int | None = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = self.use_side_heads
+        self.num_epochs = self.epochs or self.num_epochs
+        self.num_iterations_per_epoch = self.iterations_per_epoch or self.num_iterations_per_epoch
+        self.num_val_iterations_per_epoch = self.val_iterations_per_epoch or self.num_val_iterations_per_epoch
         self.initial_lr = 0.05
         self.weight_decay = 5e-4
         self.momentum = 0.9

@@ -6,40 +6,26 @@ and looks it up again at predict time.
 
 from __future__ import annotations
 
-import torch
-
 from m2s_nnunet.network import LIGHT_ENCODER
 from m2s_nnunet.training.trainer import M2SNetTrainer
 
 
 class M2SNetTrainer_5epochs(M2SNetTrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
+    epochs = 5
 
 
 class M2SNetTrainer_50epochs(M2SNetTrainer):
     """About the paper's budget on polyps (50 epochs of 1450 images at batch 16 ~ 4.5k iterations)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
+    epochs = 50
 
 
 class M2SNetTrainer_100epochs(M2SNetTrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 100
+    epochs = 100
 
 
 class M2SNetTrainer_250epochs(M2SNetTrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+    epochs = 250
 
 
 class M2SNetTrainer_noLossNet(M2SNetTrainer):
@@ -82,21 +68,14 @@ class M2SNetTrainer_smoke(M2SNetTrainer):
     encoder_name = LIGHT_ENCODER
     use_pretrained_encoder = False
     lossnet_weight = 0.0
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 1
-        self.num_iterations_per_epoch = 2
-        self.num_val_iterations_per_epoch = 1
+    epochs = 1
+    iterations_per_epoch = 2
+    val_iterations_per_epoch = 1
 
 
 class M2SNetTrainer_demo(M2SNetTrainer_smoke):
-    """The `m2s-nnunet demo` run: long enough to learn the generated shapes on 2 CPU cores (~2-3 min)."""
+    """The `m2s-nnunet demo` run: long enough to learn the generated shapes on 2 CPU cores (~2 min)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 20
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 5
+    epochs = 20
+    iterations_per_epoch = 25
+    val_iterations_per_epoch = 5

@@ -17,10 +17,11 @@ class M2SNetTrainer_smokeLossNet(M2SNetTrainer_smoke):
 class M2SNetTrainer_smokeResume(M2SNetTrainer_smoke):
     """Two epochs with a checkpoint after each; M2S_TEST_CRASH=1 kills the process after the first epoch."""
 
+    epochs = 2
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
         self.save_every = 1
 
     def on_epoch_end(self):
