@@ -11,6 +11,7 @@ The images are deterministic for a given seed. Held-back test cases go to ``imag
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,12 @@ def _prepare(raw_root: str | Path, dataset_id: int, name: str) -> Path:
     return folder
 
 
+def _cases(num_train: int, num_test: int) -> Iterator[tuple[str, str]]:
+    """(split, case name) for every case: the first ``num_train`` go to Tr, the rest to Ts."""
+    for i in range(num_train + num_test):
+        yield ("Tr" if i < num_train else "Ts"), f"case_{i:03d}"
+
+
 def make_rgb_dataset(raw_root: str | Path, dataset_id: int = 990, name: str = "SyntheticPolyps",
                      num_train: int = 24, num_test: int = 6, size: tuple[int, int] = (96, 96),
                      seed: int = 0) -> Path:
@@ -92,10 +99,8 @@ def make_rgb_dataset(raw_root: str | Path, dataset_id: int = 990, name: str = "S
 
     folder = _prepare(raw_root, dataset_id, name)
     rng = np.random.default_rng(seed)
-    for i in range(num_train + num_test):
+    for split, case in _cases(num_train, num_test):
         img, mask = synthetic_rgb_case(rng, size)
-        split = "Tr" if i < num_train else "Ts"
-        case = f"case_{i:03d}"
         Image.fromarray(img).save(folder / f"images{split}" / f"{case}_0000.png")
         Image.fromarray(mask).save(folder / f"labels{split}" / f"{case}.png")
     _write_dataset_json(folder, {"0": "R", "1": "G", "2": "B"}, num_train, ".png")
@@ -110,10 +115,8 @@ def make_ct_dataset(raw_root: str | Path, dataset_id: int = 991, name: str = "Sy
 
     folder = _prepare(raw_root, dataset_id, name)
     rng = np.random.default_rng(seed)
-    for i in range(num_train + num_test):
+    for split, case in _cases(num_train, num_test):
         vol, mask = synthetic_ct_case(rng, shape)
-        split = "Tr" if i < num_train else "Ts"
-        case = f"case_{i:03d}"
         for array, path in ((vol, folder / f"images{split}" / f"{case}_0000.nii.gz"),
                             (mask, folder / f"labels{split}" / f"{case}.nii.gz")):
             image = sitk.GetImageFromArray(array)
