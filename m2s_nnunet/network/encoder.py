@@ -73,15 +73,25 @@ class TimmEncoder(nn.Module):
         reductions = [info.reduction()[i] for i in self.level_map.indices]
         reductions[0] = 4 if self.level_map.pool_x1 else reductions[0]
         self.level_strides: tuple[tuple[int, ...], ...] = tuple((r, r) for r in reductions)
+        # features finer than X2 (coarse to fine) for M2SNet's optional refinement path; for ResNets the
+        # stride-2 stem before its max-pool
+        all_reductions = list(info.reduction())
+        finer = sorted({r for r in all_reductions if r < reductions[1]}, reverse=True)
+        self.fine_indices = tuple(max(i for i, r in enumerate(all_reductions) if r == f) for f in finer)
+        self.fine_channels: tuple[int, ...] = tuple(info.channels()[i] for i in self.fine_indices)
 
     @property
     def first_conv(self) -> str:
         """Name of the first convolution in timm's pretrained config (adapted for non-RGB inputs)."""
         return self.body.pretrained_cfg.get("first_conv", "")
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """([X1..X5], [features finer than X2, coarse to fine])."""
         feats = self.body(x)
         levels = [feats[i] for i in self.level_map.indices]
         if self.level_map.pool_x1:
             levels[0] = F.max_pool2d(levels[0], kernel_size=3, stride=2, padding=1)
-        return levels
+        return levels, [feats[i] for i in self.fine_indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.features(x)[0]

@@ -29,16 +29,33 @@ class SegmentationHeads(nn.Module):
     """Main head on O1 (3x3 conv) plus optional 1x1 side heads on O2, O3, O4.
 
     Named ``seg_layers`` like nnU-Net's decoders, so ``nnUNetv2_train -pretrained_weights`` skips them when
-    fine-tuning on a dataset with other classes.
+    fine-tuning on a dataset with other classes. ``main_channels``: input channels of the main head when it
+    sits on the refinement path instead of O1 (default: ``width``).
     """
 
-    def __init__(self, width: int, num_classes: int, side_heads: bool, dim: int = 2) -> None:
+    def __init__(self, width: int, num_classes: int, side_heads: bool, dim: int = 2,
+                 main_channels: int | None = None) -> None:
         super().__init__()
         conv = _CONV[dim]
-        layers = [conv(width, num_classes, 3, padding=1)]
+        layers = [conv(main_channels or width, num_classes, 3, padding=1)]
         if side_heads:
             layers += [conv(width, num_classes, 1) for _ in range(3)]
         self.seg_layers = nn.ModuleList(layers)
+
+
+class RefineStage(nn.Module):
+    """One step of the optional refinement path: upsample to a finer encoder feature, concatenate, conv unit.
+
+    Not in the paper (its decoder ends at stride 4 and is upsampled x4); this is how U-Nets recover the
+    full resolution, added as an option for training from scratch.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, dim: int, norm: str) -> None:
+        super().__init__()
+        self.fuse = ConvNormAct(in_channels + skip_channels, skip_channels, dim, norm=norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([resize_to(x, skip), skip], dim=1))
 
 
 class M2SNet(nn.Module):
@@ -55,6 +72,9 @@ class M2SNet(nn.Module):
             with a timm encoder; ``side_head_scales`` in general) instead of one tensor.
         fast_filters: compute the fixed all-ones filters as channel-sum box filters (same result, faster).
         norm: decoder normalisation, "batch" (the paper) or "instance" (nnU-Net's choice for 3D).
+        refine: after O1, go on to the encoder's features finer than X2 (stride 2, then 1 for nnU-Net's
+            encoder; the stride-2 stem for ResNets), one concatenate+conv unit each, and put the head there,
+            instead of upsampling O1's stride-4 logits. Not in the paper; off by default.
 
     Input (B, in_channels, *spatial), each side at least the encoder's total stride (32 for timm CNNs);
     any size, not only multiples of it. Output (B, num_classes, *spatial) logits, or a list with DS on.
@@ -70,6 +90,7 @@ class M2SNet(nn.Module):
         deep_supervision: bool = False,
         fast_filters: bool = True,
         norm: str = "batch",
+        refine: bool = False,
     ) -> None:
         super().__init__()
         if deep_supervision and not side_heads:
@@ -95,7 +116,18 @@ class M2SNet(nn.Module):
         self.aggregate = nn.ModuleList([unit(width) for _ in range(3)])  # L3, L2, L1
         self.top = unit(c5)  # T
         self.decode = nn.ModuleList([unit(width) for _ in range(3)])  # O4, O3, O2
-        self.head = SegmentationHeads(width, num_classes, side_heads, dim)
+        fine = tuple(getattr(self.encoder, "fine_channels", ())) if refine else ()
+        self.refine = refine and bool(fine)
+        main_channels = width
+        if self.refine:
+            self.o1 = unit(width)  # O1 as a conv unit; the head moves to the end of the refinement path
+            stages, c_in = [], width
+            for c_skip in fine:
+                stages.append(RefineStage(c_in, c_skip, dim, norm))
+                c_in = c_skip
+            self.refine_stages = nn.ModuleList(stages)
+            main_channels = c_in
+        self.head = SegmentationHeads(width, num_classes, side_heads, dim, main_channels)
 
     @property
     def has_side_heads(self) -> bool:
@@ -127,7 +159,10 @@ class M2SNet(nn.Module):
                 s % m for s, m in zip(x.shape[2:], self.min_input_size)):
             raise ValueError(f"this encoder needs input sizes divisible by {self.min_input_size}, got "
                              f"{tuple(x.shape)} (nnU-Net's plans patches always are)")
-        x1, x2, x3, x4, x5 = self.encoder(x)
+        if self.refine:
+            (x1, x2, x3, x4, x5), fine = self.encoder.features(x)
+        else:
+            x1, x2, x3, x4, x5 = self.encoder(x)
         x1 = self.reduce_x1(x1)
         r2, r3, r4, r5 = (reduce(f) for reduce, f in zip(self.reduce, (x2, x3, x4, x5)))
 
@@ -147,7 +182,13 @@ class M2SNet(nn.Module):
         o3 = self.decode[1](resize_to(o4, l3) + l3)
         o2 = self.decode[2](resize_to(o3, l2) + l2)
         heads = self.head.seg_layers
-        out = resize_to(heads[0](resize_to(o2, l1) + l1), x)
+        if self.refine:
+            f = self.o1(resize_to(o2, l1) + l1)
+            for stage, skip in zip(self.refine_stages, fine):
+                f = stage(f, skip)
+            out = resize_to(heads[0](f), x)
+        else:
+            out = resize_to(heads[0](resize_to(o2, l1) + l1), x)
         if not self.deep_supervision:
             return out
         size = x.shape[2:]

@@ -42,15 +42,46 @@ def level_indices(n_stages: int) -> tuple[int, int, int, int, int]:
     return (max(x2 - 1, 0), x2, x2 + 1, x2 + 2, x2 + 3)
 
 
-class PlansEncoder(nn.Module):
-    """nnU-Net's residual encoder returning [X1, ..., X5] and their per-axis strides."""
+_NORM_OPS = {
+    "instance": {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
+    "batch": {2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
+}
 
-    def __init__(self, in_channels: int, arch_kwargs: dict, n_blocks_per_stage: list[int] | None = None) -> None:
+
+def blocks_per_stage(arch_kwargs: dict, override: int | list[int] | tuple[int, ...] | None = None) -> list[int]:
+    """Residual blocks per stage: an override (one number for every stage, or a list), else the plans' own
+    (nnU-Net's ResEnc presets bring them), else ``DEFAULT_BLOCKS``."""
+    n_stages = int(arch_kwargs["n_stages"])
+    if override is None:
+        return list(arch_kwargs.get("n_blocks_per_stage") or DEFAULT_BLOCKS[:n_stages])
+    blocks = [int(override)] * n_stages if isinstance(override, int) else [int(b) for b in override]
+    if len(blocks) != n_stages or min(blocks) < 1:
+        raise ValueError(f"encoder_blocks must be a positive number or {n_stages} positive numbers (one per stage "
+                         f"of the plans), got {override}")
+    return blocks
+
+
+class PlansEncoder(nn.Module):
+    """nnU-Net's residual encoder returning [X1, ..., X5] and their per-axis strides.
+
+    ``n_blocks_per_stage`` overrides the depth (see ``blocks_per_stage``); ``norm`` ("instance" or "batch")
+    overrides the plans' normalisation (nnU-Net plans InstanceNorm).
+    """
+
+    def __init__(self, in_channels: int, arch_kwargs: dict,
+                 n_blocks_per_stage: int | list[int] | tuple[int, ...] | None = None,
+                 norm: str | None = None) -> None:
         super().__init__()
         n_stages = int(arch_kwargs["n_stages"])
         conv_op = _locate(arch_kwargs["conv_op"])
         self.dim = 3 if conv_op is nn.Conv3d else 2
-        blocks = n_blocks_per_stage or arch_kwargs.get("n_blocks_per_stage") or list(DEFAULT_BLOCKS[:n_stages])
+        blocks = blocks_per_stage(arch_kwargs, n_blocks_per_stage)
+        norm_op, norm_kwargs = _locate(arch_kwargs.get("norm_op")), arch_kwargs.get("norm_op_kwargs")
+        if norm is not None:
+            if norm not in _NORM_OPS:
+                raise ValueError(f"encoder norm must be one of {sorted(_NORM_OPS)}, got '{norm}'")
+            norm_op, norm_kwargs = _NORM_OPS[norm][self.dim], {"eps": 1e-5, "affine": True}
+        self.blocks = tuple(blocks)
         self.body = ResidualEncoder(
             input_channels=in_channels,
             n_stages=n_stages,
@@ -60,8 +91,8 @@ class PlansEncoder(nn.Module):
             strides=arch_kwargs["strides"],
             n_blocks_per_stage=blocks,
             conv_bias=bool(arch_kwargs.get("conv_bias", True)),
-            norm_op=_locate(arch_kwargs.get("norm_op")),
-            norm_op_kwargs=arch_kwargs.get("norm_op_kwargs"),
+            norm_op=norm_op,
+            norm_op_kwargs=norm_kwargs,
             nonlin=_locate(arch_kwargs.get("nonlin")),
             nonlin_kwargs=arch_kwargs.get("nonlin_kwargs"),
             return_skips=True,
@@ -75,15 +106,22 @@ class PlansEncoder(nn.Module):
         strides = [tuple(int(s) for s in cumulative[i]) for i in self.indices]
         self.x1_pool = tuple(b // a for a, b in zip(strides[0], strides[1]))  # X1 -> X2 resolution
         strides[0] = strides[1]
+        # stages finer than X2 (coarse to fine: stride 2, then 1) for M2SNet's optional refinement path
+        self.fine_indices = tuple(range(self.indices[1] - 1, -1, -1))
+        self.fine_channels: tuple[int, ...] = tuple(features[i] for i in self.fine_indices)
         self.level_strides: tuple[tuple[int, ...], ...] = tuple(strides)
         self.first_conv = ""  # no pretrained weights to adapt
         # nnU-Net's residual blocks need sizes divisible by the strides (its patches always are)
         self.requires_divisible_input = True
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """([X1..X5], [stages finer than X2, coarse to fine])."""
         skips = self.body(x)
         levels = [skips[i] for i in self.indices]
         if any(k > 1 for k in self.x1_pool):
             pool = F.max_pool3d if self.dim == 3 else F.max_pool2d
             levels[0] = pool(levels[0], kernel_size=self.x1_pool, stride=self.x1_pool)
-        return levels
+        return levels, [skips[i] for i in self.fine_indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.features(x)[0]

@@ -13,13 +13,14 @@ from m2s_nnunet.training.variants import (
     M2SNetTrainer_resnet18,
     M2SNetTrainer_resnet18_scratch,
     M2SNetTrainer_scratch,
+    M2SNetTrainer_scratch_LossNet,
     M2SNetTrainer_smoke,
 )
 
 TRAINERS = [
     M2SNetTrainer, M2SNetTrainer_5epochs, M2SNetTrainer_50epochs, M2SNetTrainer_100epochs,
-    M2SNetTrainer_250epochs, M2SNetTrainer_noLossNet, M2SNetTrainer_scratch, M2SNetTrainer_DS,
-    M2SNetTrainer_polyLR, M2SNetTrainer_resnet18, M2SNetTrainer_resnet18_scratch, M2SNetTrainer_smoke,
+    M2SNetTrainer_250epochs, M2SNetTrainer_noLossNet, M2SNetTrainer_scratch, M2SNetTrainer_scratch_LossNet,
+    M2SNetTrainer_DS, M2SNetTrainer_polyLR, M2SNetTrainer_resnet18, M2SNetTrainer_resnet18_scratch, M2SNetTrainer_smoke,
     M2SNetTrainer_demo,
 ]
 

@@ -12,16 +12,22 @@ import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 from torch._dynamo import OptimizedModule
 
 from m2s_nnunet.defaults import DECODER_WIDTH_2D, DECODER_WIDTH_3D
-from m2s_nnunet.losses import LossNet
+from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network import DEFAULT_ENCODER
 from m2s_nnunet.network.from_plans import build_m2snet, uses_timm_encoder
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 from m2s_nnunet.training.schedule import GroupLRSchedule
+from m2s_nnunet.training.settings import (
+    PLANS_SETTINGS_KEY,  # noqa: F401  (re-exported: the plans key read here)
+    SCRATCH_RECIPE,
+    resolve_settings,
+)
 from m2s_nnunet.weights import (
     PRETRAINED_ENV,
     MissingWeightsError,
@@ -30,8 +36,6 @@ from m2s_nnunet.weights import (
     resolve_encoder_weights,
     resolve_vgg16_weights,
 )
-
-PLANS_SETTINGS_KEY = "m2snet"  # optional per-configuration dict in the plans, e.g. {"encoder": "resnet18"}
 
 
 def unwrap(network: nn.Module) -> nn.Module:
@@ -57,7 +61,10 @@ class M2SNetTrainer(nnUNetTrainer):
     equal budget; ``_50epochs``/``_100epochs`` are closer to the paper's budget.
     """
 
-    # What variants change. Read by the classmethod below too, so the predictor builds the same network.
+    # What variants change (the paper's model here). Read by the classmethods below too, so the predictor
+    # builds the same network. Where ImageNet weights do not apply, ``scratch_recipe`` replaces the keys it
+    # names (see m2s_nnunet/training/settings.py); None keeps the class attributes everywhere.
+    scratch_recipe: dict | None = SCRATCH_RECIPE
     encoder_name: str = DEFAULT_ENCODER
     decoder_width: int = DECODER_WIDTH_2D
     decoder_width_3d: int = DECODER_WIDTH_3D
@@ -66,6 +73,16 @@ class M2SNetTrainer(nnUNetTrainer):
     lossnet_weight: float = 0.1
     backbone_lr_factor: float = 0.1
     lr_schedule: str = "triangular"
+    # "paper": SGD momentum 0.9, lr 0.05, wd 5e-4, ``lr_schedule``; "nnunet": nnU-Net's SGD momentum 0.99,
+    # lr 0.01, wd 3e-5, poly decay (the recipe nnU-Net tuned for randomly initialised networks)
+    optimizer_recipe: str = "paper"
+    # "dice_ce": nnU-Net's Dice+CE (Dice+BCE with regions); "structure": the paper's weighted BCE + weighted
+    # IoU (binary tasks and region-based training)
+    seg_loss: str = "dice_ce"
+    refine: bool = False  # full-resolution refinement path through the encoder's finer stages (M2SNet(refine=))
+    decoder_norm: str | None = None  # None: BatchNorm with a timm encoder, InstanceNorm with the plans encoder
+    encoder_norm: str | None = None  # plans encoder only; None: the plans' norm_op (InstanceNorm)
+    encoder_blocks: int | tuple[int, ...] | None = None  # plans encoder only; None: the plans' own or the default
     # Schedule overrides (None keeps nnU-Net's 1000 epochs x 250 training / 50 validation iterations).
     epochs: int | None = None
     iterations_per_epoch: int | None = None
@@ -74,24 +91,28 @@ class M2SNetTrainer(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.enable_deep_supervision = self.use_side_heads
+        channels = determine_num_input_channels(self.plans_manager, self.configuration_manager, dataset_json)
+        self.settings = self.m2snet_settings(self.configuration_manager, channels)
+        self.enable_deep_supervision = bool(self.settings["side_heads"])
         self.num_epochs = self.epochs or self.num_epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch or self.num_iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch or self.num_val_iterations_per_epoch
-        self.initial_lr = 0.05
-        self.weight_decay = 5e-4
-        self.momentum = 0.9
+        if self.settings["optimizer_recipe"] == "paper":
+            self.initial_lr, self.weight_decay, self.momentum = 0.05, 5e-4, 0.9
+        else:  # nnU-Net's own values (nnUNetTrainer.__init__ and configure_optimizers)
+            self.initial_lr, self.weight_decay, self.momentum = 1e-2, 3e-5, 0.99
         self._restoring_checkpoint = False
         self.encoder_weights_source: str | None = None
 
     # ---- network -------------------------------------------------------------------------------------
     @classmethod
-    def m2snet_settings(cls, configuration_manager: ConfigurationManager) -> dict:
-        """Encoder and width for this configuration: the plans' ``m2snet`` entry wins over the class."""
-        width = cls.decoder_width if len(configuration_manager.patch_size) == 2 else cls.decoder_width_3d
-        settings = {"encoder": cls.encoder_name, "width": width}
-        settings.update(configuration_manager.configuration.get(PLANS_SETTINGS_KEY, {}) or {})
-        return settings
+    def m2snet_settings(cls, configuration_manager: ConfigurationManager, num_input_channels: int) -> dict:
+        """All settings for this configuration and channel count (``training/settings.py``): the class's,
+        the from-scratch recipe where ImageNet weights do not apply, then the plans' ``m2snet`` entry."""
+        try:
+            return resolve_settings(cls, configuration_manager.configuration, num_input_channels)
+        except ValueError as err:
+            raise RuntimeError(f"{cls.__name__}: {err}") from err
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -102,12 +123,15 @@ class M2SNetTrainer(nnUNetTrainer):
         2D configurations get the timm encoder (ImageNet weights are loaded later, in ``initialize``), 3D
         configurations (3d_fullres, 3d_lowres, cascades) nnU-Net's residual encoder built from the plans.
         """
-        settings = cls.m2snet_settings(configuration_manager)
+        settings = cls.m2snet_settings(configuration_manager, num_input_channels)
+        side_heads = bool(settings["side_heads"])
         try:
             return build_m2snet(
                 configuration_manager.configuration, num_input_channels, num_output_channels,
-                encoder=settings["encoder"], width=int(settings["width"]), side_heads=cls.use_side_heads,
-                deep_supervision=cls.use_side_heads and enable_deep_supervision,
+                encoder=settings["encoder"], width=int(settings["width"]), side_heads=side_heads,
+                deep_supervision=side_heads and enable_deep_supervision, refine=bool(settings["refine"]),
+                decoder_norm=settings["decoder_norm"], encoder_norm=settings["encoder_norm"],
+                encoder_blocks=settings["encoder_blocks"],
             )
         except ValueError as err:
             raise RuntimeError(f"cannot build M2SNet for this configuration: {err}") from err
@@ -115,9 +139,8 @@ class M2SNetTrainer(nnUNetTrainer):
     @property
     def uses_imagenet_encoder(self) -> bool:
         """Whether this run starts from ImageNet encoder weights (2D timm encoder, not opted out)."""
-        encoder = self.m2snet_settings(self.configuration_manager)["encoder"]
-        return (self.use_pretrained_encoder and pretrained_enabled()
-                and uses_timm_encoder(self.configuration_manager.configuration, encoder))
+        return (self.use_pretrained_encoder and not self.settings["recipe"] and pretrained_enabled()
+                and uses_timm_encoder(self.configuration_manager.configuration, self.settings["encoder"]))
 
     def _check_weights_available(self) -> None:
         """Resolve every pretrained file this run needs *before* building anything, and report all that are
@@ -125,7 +148,7 @@ class M2SNetTrainer(nnUNetTrainer):
         problems = []
         if self.uses_imagenet_encoder:
             try:
-                resolve_encoder_weights(self.m2snet_settings(self.configuration_manager)["encoder"])
+                resolve_encoder_weights(self.settings["encoder"])
             except MissingWeightsError as err:
                 problems.append(str(err))
         if self.lossnet_weight > 0:
@@ -141,17 +164,20 @@ class M2SNetTrainer(nnUNetTrainer):
             self._check_weights_available()
         super().initialize()
         net = unwrap(self.network)
-        settings = self.m2snet_settings(self.configuration_manager)
+        settings = self.settings
         n_params = sum(p.numel() for p in net.parameters())
+        if settings["recipe"]:
+            self.print_to_log_file(f"From-scratch recipe: {settings['recipe_reason']}.")
         self.print_to_log_file(
             f"M2SNet ({net.dim}D): encoder {net.encoder.name}, width {settings['width']}, "
-            f"{n_params / 1e6:.2f} M parameters, "
-            f"side heads {self.use_side_heads}, LossNet weight {self.lossnet_weight}"
+            f"{n_params / 1e6:.2f} M parameters, refinement path {net.refine}, "
+            f"side heads {settings['side_heads']}, segmentation loss {settings['seg_loss']}, "
+            f"LossNet weight {self.lossnet_weight}, optimiser '{settings['optimizer_recipe']}'"
         )
         if self._restoring_checkpoint:
             return  # the checkpoint brings every weight; ImageNet weights are not needed
-        if not self.use_pretrained_encoder:
-            self.print_to_log_file("Encoder initialised randomly (scratch variant).")
+        if not self.use_pretrained_encoder or settings["recipe"]:
+            self.print_to_log_file("Encoder initialised randomly (no ImageNet weights).")
         elif not pretrained_enabled():
             self.print_to_log_file(f"WARNING: {PRETRAINED_ENV}=0: encoder initialised randomly.")
         elif not self.uses_imagenet_encoder:
@@ -188,13 +214,21 @@ class M2SNetTrainer(nnUNetTrainer):
 
     # ---- loss ----------------------------------------------------------------------------------------
     def _build_loss(self) -> nn.Module:
-        # nnU-Net's Dice+CE (or Dice+BCE with regions) for one output ...
+        # nnU-Net's Dice+CE (or Dice+BCE with regions), or the paper's structure loss, for one output ...
         ds = self.enable_deep_supervision
-        self.enable_deep_supervision = False
-        try:
-            seg_loss = super()._build_loss()
-        finally:
-            self.enable_deep_supervision = ds
+        if self.settings["seg_loss"] == "structure":
+            if not self.label_manager.has_regions and self.label_manager.num_segmentation_heads != 2:
+                raise RuntimeError(
+                    f"{type(self).__name__} uses the paper's structure loss, which is binary, but this dataset has "
+                    f"{self.label_manager.num_segmentation_heads - 1} foreground classes; use a Dice+CE trainer "
+                    "(e.g. M2SNetTrainer_scratch) for multi-class tasks")
+            seg_loss = StructureLoss(self.label_manager.has_regions, self.label_manager.ignore_label)
+        else:
+            self.enable_deep_supervision = False
+            try:
+                seg_loss = super()._build_loss()
+            finally:
+                self.enable_deep_supervision = ds
         # ... weighted over the side heads 1, 1/2, 1/4, 1/8 (all non-zero, so every head gets a gradient).
         if ds:
             weights = np.array([1 / 2**i for i in range(len(self._get_deep_supervision_scales()))])
@@ -245,7 +279,8 @@ class M2SNetTrainer(nnUNetTrainer):
             ],
             lr=self.initial_lr, momentum=self.momentum, weight_decay=self.weight_decay, nesterov=True,
         )
-        return optimizer, GroupLRSchedule(optimizer, self.num_epochs, self.lr_schedule)
+        schedule = self.lr_schedule if self.settings["optimizer_recipe"] == "paper" else "poly"
+        return optimizer, GroupLRSchedule(optimizer, self.num_epochs, schedule)
 
     # ---- logging of the two loss terms ---------------------------------------------------------------
     def _log_loss_terms(self, phase: str) -> None:

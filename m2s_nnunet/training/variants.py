@@ -35,9 +35,16 @@ class M2SNetTrainer_noLossNet(M2SNetTrainer):
 
 
 class M2SNetTrainer_scratch(M2SNetTrainer):
-    """No ImageNet encoder weights (works offline); the backbone then trains at the full learning rate."""
+    """The from-scratch recipe (``SCRATCH_RECIPE``), no LossNet: needs no weight file at all (offline users)."""
 
     use_pretrained_encoder = False
+    lossnet_weight = 0.0
+
+
+class M2SNetTrainer_scratch_LossNet(M2SNetTrainer_scratch):
+    """The from-scratch recipe plus 0.1 x LossNet (needs the VGG16 ImageNet weights for LossNet)."""
+
+    lossnet_weight = 0.1
 
 
 class M2SNetTrainer_DS(M2SNetTrainer):
@@ -59,7 +66,11 @@ class M2SNetTrainer_resnet18(M2SNetTrainer):
 
 
 class M2SNetTrainer_resnet18_scratch(M2SNetTrainer_resnet18):
+    """ResNet-18 from random weights, paper optimiser and LossNet (not the from-scratch recipe: it trains
+    worse from scratch than nnU-Net's U-Net, see bench/RESULTS.md; kept for light CPU runs)."""
+
     use_pretrained_encoder = False
+    scratch_recipe = None
 
 
 class M2SNetTrainer_smoke(M2SNetTrainer):
@@ -67,6 +78,7 @@ class M2SNetTrainer_smoke(M2SNetTrainer):
 
     encoder_name = LIGHT_ENCODER
     use_pretrained_encoder = False
+    scratch_recipe = None
     lossnet_weight = 0.0
     epochs = 1
     iterations_per_epoch = 2

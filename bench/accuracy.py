@@ -1,0 +1,348 @@
+"""Accuracy harness: train models on the same data, plans, fold and schedule; score a fixed held-out list.
+
+For one dataset of ``../shared/data`` (``kvasir``, ``busi``, ``covid``, ``hippocampus``) it
+
+1. converts it into an nnU-Net raw dataset (2D images resized to 128x128 as in the polyp protocol of
+   issue 9), with the fixed held-out list of ``bench/heldout/`` in ``imagesTs`` (never trained or tuned on);
+   for ``kvasir`` also CVC-ClinicDB (``heldout/clinicdb.txt``) as an unseen-centre test set;
+2. runs ``nnUNetv2_plan_and_preprocess`` (``2d``; ``3d_fullres`` for hippocampus) and, with a ``@resencm``
+   model, ``nnUNetv2_plan_experiment -pl nnUNetPlannerResEncM``;
+3. writes bench plans (``BenchPlans``, ``BenchResEncMPlans``): nnU-Net's plans with only ``plans_name`` and
+   the batch size changed (``--batch``, default 12 in 2D: on 2 CPU cores more, smaller steps learn more per
+   minute; every model gets the same batch, the ResEnc-M one included);
+4. trains fold 0 of every model and seed with the same schedule (``--epochs`` x ``--iters``; the trainers of
+   ``bench/trainers/accuracy_trainers.py`` read it from the environment), predicts each test set with
+   nnU-Net's default test-time mirroring, and scores it with ``m2s_nnunet.evaluation``;
+5. prints one table: per model the schedule, time per iteration, fold-0 validation Dice (the only number
+   used to choose between ablation rows) and, per test set, the mean per-case Dice with the paired difference
+   to the first model (bootstrap 95 % CI, Wilcoxon p, ``m2s_nnunet.summary.paired_stats``); with several seeds,
+   each seed's mean too, which is the replicate noise.
+
+Per-case Dice: 2D the polyp-benchmark mDice (an empty prediction of an empty mask counts 1); 3D nnU-Net's
+Dice averaged over the foreground labels. Finished trainings and predictions are reused.
+
+    python bench/accuracy.py kvasir --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench \\
+        nnUNetTrainer_bench@resencm --epochs 3 --iters 50 --seeds 0 1 --out bench/out/acc_kvasir.md
+    python bench/accuracy.py kvasir --dry-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+TRAINER_DIR = BENCH / "trainers"
+HELDOUT = BENCH / "heldout"
+SHARED = REPO.parent / "shared" / "data"
+PLANS = {"default": ("nnUNetPlans", "BenchPlans"), "resencm": ("nnUNetResEncUNetMPlans", "BenchResEncMPlans")}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of ``../shared/data`` and how the harness converts it."""
+
+    key: str
+    dataset_id: int
+    images: Path
+    masks: Path
+    heldout: Path
+    configuration: str = "2d"
+    resize: tuple[int, int] | None = (128, 128)
+    modality: str | None = None
+    extra_test: tuple[str, Path, Path, Path] | None = None  # name, images, masks, case list
+
+
+DATASETS = {
+    "kvasir": DatasetSpec("kvasir", 611, SHARED / "polyp/Kvasir-SEG-train/images",
+                          SHARED / "polyp/Kvasir-SEG-train/masks", HELDOUT / "kvasir.txt",
+                          extra_test=("clinicdb", SHARED / "polyp/CVC-ClinicDB-train/images",
+                                      SHARED / "polyp/CVC-ClinicDB-train/masks", HELDOUT / "clinicdb.txt")),
+    "busi": DatasetSpec("busi", 613, SHARED / "ultrasound/BUSI-train/images", SHARED / "ultrasound/BUSI-train/masks",
+                        HELDOUT / "busi.txt"),
+    "covid": DatasetSpec("covid", 614, SHARED / "ct/COVID-SemiSeg-train/images",
+                         SHARED / "ct/COVID-SemiSeg-train/masks", HELDOUT / "covid.txt"),
+    "hippocampus": DatasetSpec("hippocampus", 615, SHARED / "mri3d/Hippocampus-train/imagesTr",
+                               SHARED / "mri3d/Hippocampus-train/labelsTr", HELDOUT / "hippocampus.txt",
+                               configuration="3d_fullres", resize=None, modality="MRI"),
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    trainer: str
+    plans_key: str  # "default" or "resencm"
+
+    @property
+    def label(self) -> str:
+        return self.trainer if self.plans_key == "default" else f"{self.trainer}@{self.plans_key}"
+
+
+def parse_model(text: str) -> Model:
+    trainer, _, plans = text.partition("@")
+    plans = plans or "default"
+    if plans not in PLANS:
+        raise argparse.ArgumentTypeError(f"unknown plans '{plans}' in '{text}': use {', '.join(PLANS)}")
+    return Model(trainer, plans)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=sorted(DATASETS))
+    p.add_argument("--models", nargs="+", type=parse_model,
+                   default=[parse_model("nnUNetTrainer_bench"), parse_model("M2SNetTrainer_scratch_bench")],
+                   help="TRAINER or TRAINER@resencm (nnU-Net's ResEnc-M plans); the first is the baseline of the "
+                        "paired tests (default: nnUNetTrainer_bench M2SNetTrainer_scratch_bench)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="replicates (default: 0)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--iters", type=int, default=50, help="training iterations per epoch (default: %(default)s)")
+    p.add_argument("--val-iters", type=int, default=5, help="pseudo-validation iterations per epoch")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch size of every model (default: 12 in 2D, the plans' own in 3D; never above the plans')")
+    p.add_argument("--val-tta", action="store_true",
+                   help="mirroring in nnU-Net's final fold-0 validation too (default off: 2x faster; test "
+                        "predictions always use it)")
+    p.add_argument("--no-test", action="store_true", help="train and validate only (ablation screening)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--work-dir", type=Path, default=BENCH / "out" / "accuracy_work")
+    p.add_argument("--dry-run", action="store_true", help="check inputs and print the plan; train nothing")
+    p.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
+    p.add_argument("--json", type=Path, default=None, help="write every number (per case too) here")
+    args = p.parse_args(argv)
+    spec = DATASETS[args.dataset]
+    if args.batch is None:
+        args.batch = 12 if spec.configuration == "2d" else 0  # 0: the plans' own
+    if min(args.epochs, args.iters) < 1:
+        p.error("--epochs and --iters must be >= 1")
+    return args
+
+
+def schedule_tag(args: argparse.Namespace) -> str:
+    return f"e{args.epochs}x{args.iters}_b{args.batch or 'plans'}"
+
+
+def make_env(args: argparse.Namespace, seed: int | None = None) -> dict[str, str]:
+    from m2s_nnunet.nnunet_env import work_env
+
+    env = work_env(args.work_dir)
+    if seed is not None:  # one results folder per schedule and seed: nnU-Net names model folders without either
+        results = args.work_dir / "runs" / args.dataset / schedule_tag(args) / f"seed{seed}"
+        results.mkdir(parents=True, exist_ok=True)
+        env["nnUNet_results"] = str(results)
+    env["nnUNet_extTrainer"] = env["nnUNet_extTrainer"] + os.pathsep + str(TRAINER_DIR)
+    env.update({"M2S_BENCH_EPOCHS": str(args.epochs), "M2S_BENCH_ITERS": str(args.iters),
+                "M2S_BENCH_VAL_ITERS": str(args.val_iters), "M2S_BENCH_SEED": str(seed or 0),
+                "M2S_BENCH_VAL_TTA": "1" if args.val_tta else "0"})
+    return env
+
+
+def _convert(spec_images: Path, spec_masks: Path, dataset_id: int, name: str, test_list: Path, raw: Path,
+             resize, modality) -> Path:
+    from m2s_nnunet.conversion import ConvertOptions, convert
+
+    opts = ConvertOptions(images=spec_images, masks=spec_masks, dataset_id=dataset_id, name=name, out=raw,
+                          resize=resize, test_list=test_list, folds=5, modality=modality, progress=False)
+    report = convert(opts)
+    for warning in report.warnings:
+        print(f"  note: {warning}")
+    return report.dataset_dir
+
+
+def prepare(args: argparse.Namespace, logs: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """Raw dataset, plans and bench plans; returns the dataset folder and the test sets {name: (images, labels)}."""
+    from m2s_nnunet.nnunet_env import run_nnunet
+
+    spec = DATASETS[args.dataset]
+    env = make_env(args)
+    raw = Path(env["nnUNet_raw"])
+    name = f"Acc{spec.key.capitalize()}"
+    dataset = raw / f"Dataset{spec.dataset_id:03d}_{name}"
+    if not (dataset / "dataset.json").is_file():
+        print(f"[prepare] converting {spec.images} (held out: {spec.heldout.name})")
+        _convert(spec.images, spec.masks, spec.dataset_id, name, spec.heldout, raw, spec.resize, spec.modality)
+    tests = {spec.key: (dataset / "imagesTs", dataset / "labelsTs")}
+    if spec.extra_test:
+        extra_name, images, masks, cases = spec.extra_test
+        extra = raw / f"Dataset{spec.dataset_id + 1:03d}_AccTest{extra_name.capitalize()}"
+        if not (extra / "dataset.json").is_file():
+            print(f"[prepare] converting the unseen-centre test set {images} ({cases.name})")
+            _convert(images, masks, spec.dataset_id + 1, f"AccTest{extra_name.capitalize()}", cases, raw,
+                     spec.resize, spec.modality)
+        tests[extra_name] = (extra / "imagesTs", extra / "labelsTs")
+    pre = Path(env["nnUNet_preprocessed"]) / dataset.name
+    if not (pre / "nnUNetPlans.json").is_file():
+        print(f"[prepare] nnUNetv2_plan_and_preprocess -c {spec.configuration}")
+        run_nnunet("nnUNetv2_plan_and_preprocess",
+                   ["-d", str(spec.dataset_id), "-c", spec.configuration, "-np", "2", "-npfp", "2",
+                    "--verify_dataset_integrity"], env, logs / "plan_and_preprocess.log", quiet=True)
+    if any(m.plans_key == "resencm" for m in args.models) and not (pre / "nnUNetResEncUNetMPlans.json").is_file():
+        print("[prepare] nnUNetv2_plan_experiment -pl nnUNetPlannerResEncM")
+        run_nnunet("nnUNetv2_plan_experiment", ["-d", str(spec.dataset_id), "-pl", "nnUNetPlannerResEncM"],
+                   env, logs / "plan_resencm.log", quiet=True)
+    default_batch = None
+    for key in ("default", "resencm"):
+        source, bench = PLANS[key]
+        if not (pre / f"{source}.json").is_file():
+            continue
+        plans = json.loads((pre / f"{source}.json").read_text())
+        config = plans["configurations"][spec.configuration]
+        planned = config["batch_size"]
+        if key == "default":
+            default_batch = min(config["batch_size"], args.batch) if args.batch else config["batch_size"]
+        config["batch_size"] = default_batch  # every model trains at the same batch size
+        plans["plans_name"] = bench
+        (pre / f"{bench}.json").write_text(json.dumps(plans, indent=2) + "\n")
+        print(f"[prepare] {bench}: {spec.configuration} patch {config['patch_size']}, batch {config['batch_size']} "
+              f"({source} planned {planned})")
+    return dataset, tests
+
+
+def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
+              tests: dict[str, tuple[Path, Path]], logs: Path) -> dict:
+    """Train fold 0 (reused when finished), predict and score every test set."""
+    from m2s_nnunet.evaluation import evaluate_folder
+    from m2s_nnunet.nnunet_env import run_nnunet
+
+    spec = DATASETS[args.dataset]
+    env = make_env(args, seed)
+    plans = PLANS[model.plans_key][1]
+    folder = Path(env["nnUNet_results"]) / dataset.name / f"{model.trainer}__{plans}__{spec.configuration}" / "fold_0"
+    tag = f"{model.label} seed {seed}"
+    if not ((folder / "checkpoint_final.pth").is_file() and (folder / "bench.json").is_file()
+            and (folder / "validation" / "summary.json").is_file()):
+        print(f"[train] {tag}: {args.epochs} x {args.iters} iterations on {args.device}", flush=True)
+        start = time.perf_counter()
+        run_nnunet("nnUNetv2_train", [str(spec.dataset_id), spec.configuration, "0", "-tr", model.trainer, "-p", plans,
+                                      "-device", args.device], env, logs / f"train_{model.label}_s{seed}.log",
+                   quiet=True)
+        print(f"[train] {tag}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    else:
+        print(f"[train] {tag}: finished before, reusing {folder}")
+    result = {"model": model.label, "seed": seed, "bench": json.loads((folder / "bench.json").read_text()),
+              "val_dice": json.loads((folder / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"],
+              "tests": {}}
+    if args.no_test:
+        return result
+    for test, (images, labels) in tests.items():
+        pred = args.work_dir / "preds" / args.dataset / schedule_tag(args) / f"seed{seed}" / model.label / test
+        done = pred / ".complete"
+        if not done.is_file():
+            shutil.rmtree(pred, ignore_errors=True)
+            print(f"[predict] {tag}: {test} ({images})", flush=True)
+            start = time.perf_counter()
+            run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(pred), "-d", str(spec.dataset_id),
+                                            "-c", spec.configuration, "-tr", model.trainer, "-p", plans, "-f", "0",
+                                            "-device", args.device, "-npp", "1", "-nps", "1"],
+                       env, logs / f"predict_{model.label}_s{seed}_{test}.log", quiet=True)
+            done.write_text(f"{time.perf_counter() - start:.1f}\n")
+        scores = evaluate_folder(pred, labels, progress=False)
+        per_case = scores.per_case
+        column = "nnunet_Dice" if scores.is_3d else "dice"
+        case_scores = per_case.groupby("case")[column].mean()  # mean over foreground labels
+        result["tests"][test] = {
+            "per_case": {c: float(v) for c, v in case_scores.items()},
+            "nnunet_dice": float(scores.aggregate.iloc[-1]["nnU-Net Dice"]),
+            "predict_s": float(done.read_text()),
+        }
+    return result
+
+
+def seed_mean(results: list[dict], test: str):
+    """Per-case scores averaged over the seeds of one model (pandas Series), and each seed's mean."""
+    import pandas as pd
+
+    frame = pd.DataFrame({r["seed"]: r["tests"][test]["per_case"] for r in results})
+    return frame.mean(axis=1), {int(s): float(frame[s].mean()) for s in frame.columns}
+
+
+def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list[str]) -> str:
+    from benchlib import markdown_table
+
+    from m2s_nnunet.summary import paired_stats
+
+    spec = DATASETS[args.dataset]
+    baseline = args.models[0].label
+    headers = ["model", "seeds", "iterations x batch", "s/iter", "train min", "fold-0 val Dice"]
+    for t in tests:
+        headers += [f"{t} Dice", f"{t} per seed", f"{t} diff vs {baseline} [95% CI]", f"{t} p"]
+    rows = []
+    for label, runs in results.items():
+        b = runs[0]["bench"]
+        row = [label, ",".join(str(r["seed"]) for r in runs), f"{b['iterations']} x {b['batch_size']}",
+               sum(r["bench"]["seconds_per_iteration"] for r in runs) / len(runs),
+               sum(r["bench"]["train_seconds"] for r in runs) / len(runs) / 60,
+               " / ".join(f"{r['val_dice']:.3f}" for r in runs)]
+        for t in tests:
+            mean, per_seed = seed_mean(runs, t)
+            row += [f"{mean.mean():.3f}", " / ".join(f"{v:.3f}" for v in per_seed.values())]
+            if label == baseline:
+                row += ["-", "-"]
+                continue
+            base, _ = seed_mean(results[baseline], t)
+            common = mean.index.intersection(base.index)
+            pair = mean[common].notna() & base[common].notna()
+            stats = paired_stats(mean[common][pair].to_numpy(), base[common][pair].to_numpy())
+            row += [f"{stats['mean diff']:+.3f} [{stats['CI low']:+.3f}, {stats['CI high']:+.3f}]", f"{stats['p']:.3g}"]
+        rows.append(row)
+    metric = "nnU-Net Dice averaged over the foreground labels" if spec.configuration != "2d" else \
+        "mDice (polyp-benchmark convention: per image, empty/empty = 1)"
+    lines = [
+        f"# Accuracy: {args.dataset} ({spec.configuration}), fold 0, {args.epochs} epochs x {args.iters} iterations",
+        "",
+        markdown_table(headers, rows, digits=3),
+        "",
+        f"- test sets: {', '.join(f'{t} ({len(seed_mean(results[baseline], t)[0])} cases)' for t in tests)}; "
+        f"per-case {metric}; 'per seed': each replicate's mean (the replicate noise).",
+        f"- diff: mean per-case difference to {baseline} (seeds averaged per case first), percentile bootstrap 95% CI, "
+        "two-sided Wilcoxon signed-rank p.",
+        "- fold-0 val Dice: nnU-Net's summary.json of the fold-0 validation cases (training data; the number used "
+        "to choose between ablation rows; " + ("with" if args.val_tta else "without") + " mirroring).",
+        "- s/iter and train min: the training epochs only (pseudo-validation iterations included; start-up, final "
+        "validation and prediction excluded), averaged over seeds.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    spec = DATASETS[args.dataset]
+    if not spec.images.is_dir():
+        print(f"accuracy: SKIPPED: {spec.images} not found (the shared data only exists on project machines)")
+        return 0
+    sys.path.insert(0, str(TRAINER_DIR))
+    import accuracy_trainers
+
+    unknown = [m.trainer for m in args.models if m.trainer not in accuracy_trainers.BENCH_TRAINERS]
+    if unknown:
+        print(f"accuracy: error: unknown trainer(s) {unknown}; known: {', '.join(accuracy_trainers.BENCH_TRAINERS)}",
+              file=sys.stderr)
+        return 2
+    print(f"accuracy: {args.dataset} ({spec.configuration}), models {[m.label for m in args.models]}, seeds "
+          f"{args.seeds}, {args.epochs} x {args.iters} iterations, batch {args.batch or 'of the plans'}, "
+          f"work dir {args.work_dir}")
+    if args.dry_run:
+        return 0
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    logs = args.work_dir / "logs" / args.dataset
+    logs.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    dataset, tests = prepare(args, logs)
+    results = {m.label: [run_model(args, m, s, dataset, tests, logs) for s in args.seeds] for m in args.models}
+    test_names = [] if args.no_test else list(tests)
+    md = render(args, results, test_names)
+    md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
+    from benchlib import write_outputs
+
+    write_outputs(md, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, args.out, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
