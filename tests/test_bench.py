@@ -136,3 +136,86 @@ def test_budget_stop_rule_and_schedule_horizon(monkeypatch):
     assert epochs == 3  # 90 s done; a 4th epoch would end at 120 s > 100 s
     assert trainer.lr_scheduler.max_steps == 3  # after epoch 2 (60 s) one more fits: horizon 3 epochs
     assert trainer.stopped_by_budget
+
+
+def test_accuracy_harness_dry_run_and_unknown_trainer():
+    from conftest import SHARED_DATA
+
+    out = run_script("accuracy.py", "kvasir", "--dry-run", "--models", "nnUNetTrainer_bench",
+                     "M2SNetTrainer_scratch_bench", "nnUNetTrainer_bench@resencm")
+    if not SHARED_DATA.is_dir():
+        assert "SKIPPED" in out
+        return
+    assert "models ['nnUNetTrainer_bench', 'M2SNetTrainer_scratch_bench', 'nnUNetTrainer_bench@resencm']" in out
+    proc = subprocess.run([sys.executable, str(BENCH / "accuracy.py"), "covid", "--dry-run", "--models", "NoSuch"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown trainer(s) ['NoSuch']" in proc.stderr
+
+
+def test_accuracy_table_pairs_cases_and_shows_replicates(monkeypatch):
+    """render() on made-up results: seeds averaged per case, paired against the first model."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import accuracy
+
+    args = accuracy.parse_args(["busi", "--models", "nnUNetTrainer_bench", "M2SAbl_refine_bench", "--seeds", "0", "1"])
+    cases = [f"c{i}" for i in range(12)]
+
+    def run(model, seed, offset):
+        scores = {c: min(1.0, 0.5 + 0.02 * i + offset + 0.01 * seed) for i, c in enumerate(cases)}
+        bench = {"iterations": 150, "batch_size": 12, "seconds_per_iteration": 4.0, "train_seconds": 600.0}
+        return {"model": model, "seed": seed, "bench": bench, "val_dice": 0.6 + offset,
+                "tests": {"busi": {"per_case": scores, "nnunet_dice": 0.6, "predict_s": 10.0}}}
+
+    results = {"nnUNetTrainer_bench": [run("nnUNetTrainer_bench", s, 0.0) for s in (0, 1)],
+               "M2SAbl_refine_bench": [run("M2SAbl_refine_bench", s, 0.05) for s in (0, 1)]}
+    md = accuracy.render(args, results, ["busi"])
+    row = next(line for line in md.splitlines() if line.startswith("| M2SAbl_refine_bench"))
+    assert "| 150 x 12 |" in row and "+0.050 [" in row  # every case 0.05 better
+    assert "0.660 / 0.670" in row  # each seed's mean: the replicate noise
+    assert "0.000488" in row  # Wilcoxon p of 12 positive differences (two-sided, exact)
+
+
+def test_schedule_mixin_reads_the_schedule_and_seed(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH / "trainers"))
+    import accuracy_trainers as at
+
+    monkeypatch.setenv(at.EPOCHS_ENV, "3")
+    monkeypatch.setenv(at.ITERS_ENV, "7")
+    monkeypatch.setenv(at.SEED_ENV, "5")
+
+    class FakeTrainer:  # the parts of nnUNetTrainer the mixin touches
+        def __init__(self, plans, configuration, fold, dataset_json, device):
+            self.output_folder, self.local_rank, self.batch_size, self.device = str(tmp_path), 0, 4, "cpu"
+
+        def on_epoch_start(self):
+            pass
+
+        def on_epoch_end(self):
+            pass
+
+        def on_train_end(self):
+            pass
+
+    class Scheduled(at.ScheduleMixin, FakeTrainer):
+        pass
+
+    trainer = Scheduled({}, "2d", 0, {}, None)
+    first = torch_rand()
+    assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.bench_seed) == (3, 7, 5)
+    Scheduled({}, "2d", 0, {}, None)
+    assert torch_rand() == first  # the same seed gives the same initialisation
+    for _ in range(3):
+        trainer.on_epoch_start()
+        trainer.on_epoch_end()
+    trainer.on_train_end()
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["iterations"] == 21 and report["seed"] == 5 and report["epochs_run_this_process"] == 3
+    names = set(at.BENCH_TRAINERS)
+    assert {"nnUNetTrainer_bench", "M2SNetTrainer_scratch_bench", "M2SAbl_refine_bench"} <= names
+    assert all(cls.scratch_recipe is None for cls in at.ABLATION_TRAINERS.values())  # one factor per row
+
+
+def torch_rand() -> float:
+    import torch
+
+    return float(torch.rand(1))

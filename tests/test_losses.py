@@ -96,3 +96,39 @@ def test_structure_loss_hand_example():
     inter, union = float((0.5 * w).sum()), float((1.5 * w).sum())
     expected = bce + 1 - (inter + 1) / (union - inter + 1)
     assert float(structure_loss(logits, mask)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_structure_loss_on_two_softmax_logits_is_the_binary_loss_on_their_difference():
+    from m2s_nnunet.losses import StructureLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 40, 36, dtype=torch.float64)
+    target = (torch.rand(2, 1, 40, 36) > 0.6).double()
+    expected = structure_loss(logits[:, 1:2] - logits[:, 0:1], target)
+    torch.testing.assert_close(StructureLoss()(logits, target), expected)
+
+
+def test_structure_loss_ignores_ignore_label_pixels_and_works_in_3d():
+    from m2s_nnunet.losses import StructureLoss
+
+    torch.manual_seed(0)
+    loss = StructureLoss(ignore_label=2)
+    logits = torch.randn(1, 2, 8, 24, 24, requires_grad=True)
+    target = torch.randint(0, 2, (1, 1, 8, 24, 24))
+    target[..., :6] = 2
+    value = loss(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and logits.grad[..., :6].abs().sum() == 0  # ignored pixels get no gradient
+    changed = logits.detach().clone()
+    changed[..., :6] += 5.0
+    assert float(loss(changed, target)) == pytest.approx(value.item(), rel=1e-6)
+
+
+def test_structure_loss_for_regions_and_refusal_of_multiclass_softmax():
+    from m2s_nnunet.losses import StructureLoss
+
+    logits = torch.randn(2, 3, 16, 16)
+    regions = (torch.rand(2, 3, 16, 16) > 0.5).float()
+    torch.testing.assert_close(StructureLoss(regions=True)(logits, regions), structure_loss(logits, regions))
+    with pytest.raises(ValueError, match="binary"):
+        StructureLoss()(logits, torch.zeros(2, 1, 16, 16))

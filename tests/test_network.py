@@ -167,3 +167,27 @@ def test_2d_outputs_and_weight_layout_match_the_stored_reference():
         net.deep_supervision = True
         for got, want in zip(net(x), ref["ds_outputs"]):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_refinement_path_reaches_full_resolution_through_the_stem():
+    torch.manual_seed(0)
+    plain = M2SNet(3, 2, encoder="resnet18")
+    net = M2SNet(3, 2, encoder="resnet18", refine=True, side_heads=True, deep_supervision=True).train()
+    assert net.refine and net.encoder.fine_channels == (64,)  # the stride-2 stem before its max-pool
+    assert len(net.refine_stages) == 1 and not plain.refine and not hasattr(plain, "refine_stages")
+    for module in net.modules():  # undo timm's zero-init of the last BN of each block (see the gradient test)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(module.weight)
+    outputs = net(torch.randn(2, 3, 64, 96))
+    assert [tuple(o.shape) for o in outputs] == [(2, 2, 64, 96), (2, 2, 16, 24), (2, 2, 8, 12), (2, 2, 4, 6)]
+    sum(o.pow(2).mean() for o in outputs).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {name}"
+
+
+def test_refinement_off_keeps_the_papers_layout():
+    keys = set(M2SNet(3, 2, encoder="resnet18", refine=False).state_dict())
+    assert not any(k.startswith(("o1.", "refine_stages.")) for k in keys)
+    refined = set(M2SNet(3, 2, encoder="resnet18", refine=True).state_dict())
+    assert keys - refined == {"head.seg_layers.0.weight"} or keys <= refined
+    assert any(k.startswith("refine_stages.0.fuse.") for k in refined) and any(k.startswith("o1.") for k in refined)

@@ -94,3 +94,43 @@ def test_lossnet_term_uses_slices_of_3d_patches():
     loss(logits, target).backward()
     assert seen == [torch.Size([8, 2, 32, 32])]  # 2 volumes x 4 slices, 2 foreground classes
     assert logits.grad.abs().sum() > 0
+
+
+def test_refinement_path_uses_the_finer_plans_stages():
+    strides2d = [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2], [2, 2]]
+    config = {"patch_size": [64, 64], "architecture": {"arch_kwargs": _arch(strides2d, (8, 16, 24, 32, 40, 48), 2)}}
+    net = build_m2snet(config, 1, 3, encoder="plans", width=16, refine=True, side_heads=True, deep_supervision=True)
+    assert net.encoder.fine_channels == (16, 8) and len(net.refine_stages) == 2  # stride 2, then 1
+    outputs = net(torch.randn(2, 1, 64, 64))
+    assert outputs[0].shape == (2, 3, 64, 64)
+    sum(o.pow(2).mean() for o in outputs).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    # 3D, five stages: X1 is the full-resolution stage pooled to X2, and it is also the one refinement step
+    config3d = {"patch_size": [32, 32, 32], "architecture": {"arch_kwargs": _arch(ISOTROPIC)}}
+    net3d = build_m2snet(config3d, 1, 2, encoder="plans", width=8, refine=True)
+    assert net3d.encoder.fine_channels == (16,)
+    with torch.no_grad():
+        assert net3d(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
+    # four stages: X2 is already at full resolution, nothing to refine (the option is a no-op)
+    four = {"patch_size": [16, 16, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
+    assert not build_m2snet(four, 1, 2, encoder="plans", width=8, refine=True).refine
+
+
+def test_plans_encoder_depth_and_norm_overrides():
+    arch = _arch(ISOTROPIC)
+    assert PlansEncoder(1, arch).blocks == (1, 2, 2, 2, 2)
+    assert PlansEncoder(1, arch, n_blocks_per_stage=1).blocks == (1, 1, 1, 1, 1)
+    assert PlansEncoder(1, {**arch, "n_blocks_per_stage": [1, 3, 4, 6, 6]}).blocks == (1, 3, 4, 6, 6)  # ResEnc plans
+    with pytest.raises(ValueError, match="one per stage"):
+        PlansEncoder(1, arch, n_blocks_per_stage=[1, 2])
+    bn = PlansEncoder(1, arch, norm="batch")
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in bn.modules())
+    assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in bn.modules())
+    with pytest.raises(ValueError, match="encoder norm"):
+        PlansEncoder(1, arch, norm="group")
+    config = {"patch_size": [32, 32, 32], "architecture": {"arch_kwargs": arch}}
+    with pytest.raises(ValueError, match="plans encoder only"):
+        build_m2snet({"patch_size": [64, 64], "architecture": {"arch_kwargs": arch}}, 3, 2, "resnet18",
+                     encoder_blocks=1)
+    net = build_m2snet(config, 1, 2, encoder="plans", width=8, decoder_norm="batch", encoder_norm="batch")
+    assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules())

@@ -10,9 +10,14 @@ _AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
 def boundary_weights(mask: torch.Tensor, kernel: int = 31, strength: float = 5.0) -> torch.Tensor:
-    """w = 1 + 5 |avgpool31(mask) - mask|: pixels near a boundary count up to 6x (2D or 3D masks)."""
-    pool = _AVG_POOL[mask.dim() - 2]
-    return 1 + strength * torch.abs(pool(mask, kernel, stride=1, padding=kernel // 2) - mask)
+    """w = 1 + 5 |avgpool31(mask) - mask|: pixels near a boundary count up to 6x (2D or 3D masks).
+
+    The pool is zero-padded (as ``avg_pool2d(padding=15)`` with its default ``count_include_pad``); the padding
+    is explicit because ``avg_pool3d`` refuses inputs smaller than its kernel even when padded.
+    """
+    dim = mask.dim() - 2
+    padded = F.pad(mask, [kernel // 2] * (2 * dim))
+    return 1 + strength * torch.abs(_AVG_POOL[dim](padded, kernel, stride=1) - mask)
 
 
 def structure_loss(logits: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

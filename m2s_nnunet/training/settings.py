@@ -1,10 +1,11 @@
 """Which M2SNet a trainer builds and how it trains it: the paper's model, or the from-scratch recipe.
 
-A trainer variant states the paper-faithful settings as class attributes. Where ImageNet weights do not
-apply (3D configurations, inputs that are not 3-channel, or variants that train from scratch), the
-measured from-scratch recipe (``SCRATCH_RECIPE``, see bench/RESULTS.md) replaces the settings it names.
-The loss network (LossNet on or off) and the schedule length always stay what the variant says. Last, a
-plans configuration's ``m2snet`` entry can set the network keys. Everything here depends only on the class,
+A trainer variant states its settings as class attributes: ``M2SNetTrainer`` and its variants the paper's
+model, ``M2SNetTrainer_scratch`` the measured from-scratch recipe (``SCRATCH_RECIPE``, see
+bench/RESULTS.md). Where ImageNet weights do not apply to a paper-model variant (3D configurations, inputs
+that are not 3-channel, ``use_pretrained_encoder = False``), its ``scratch_recipe`` replaces the attributes
+it names. The loss network (LossNet on or off) and the schedule length always stay what the variant says.
+Last, a plans configuration's ``m2snet`` entry can set the network keys. Everything here depends only on the class,
 the plans and the channel count, so training and ``nnUNetv2_predict`` build the same network.
 """
 
@@ -18,15 +19,20 @@ OPTIMIZER_RECIPES = ("paper", "nnunet")
 SEG_LOSSES = ("dice_ce", "structure")
 PLANS_ENCODER = "plans"
 
-# The from-scratch recipe, chosen by the ablation in bench/RESULTS.md (screened on Kvasir-SEG fold-0
-# validation, confirmed on polyp, ultrasound, CT slices and 3D MRI against nnU-Net's U-Net).
+# The from-scratch recipe as trainer class attributes, chosen by the ablation in bench/RESULTS.md
+# (screened on Kvasir-SEG fold-0 validation, confirmed on polyp, ultrasound, CT slices and 3D MRI
+# against nnU-Net's U-Net).
 SCRATCH_RECIPE: dict[str, object] = {
-    "encoder": PLANS_ENCODER,  # nnU-Net's residual encoder built from the plans, InstanceNorm
+    "encoder_name": PLANS_ENCODER,  # nnU-Net's residual encoder built from the plans, InstanceNorm
     "refine": True,  # full-resolution refinement path
-    "side_heads": True,  # deep supervision through the O2..O4 side heads
+    "use_side_heads": True,  # deep supervision through the O2..O4 side heads
     "optimizer_recipe": "nnunet",  # SGD 0.99 Nesterov, lr 0.01, poly
     "seg_loss": "dice_ce",
 }
+# class attribute -> settings key
+_ATTRIBUTES = {"encoder_name": "encoder", "refine": "refine", "decoder_norm": "decoder_norm",
+               "encoder_norm": "encoder_norm", "encoder_blocks": "encoder_blocks", "use_side_heads": "side_heads",
+               "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss"}
 
 
 def recipe_applies(dim: int, num_input_channels: int, use_pretrained_encoder: bool) -> tuple[bool, str]:
@@ -43,28 +49,19 @@ def recipe_applies(dim: int, num_input_channels: int, use_pretrained_encoder: bo
 def resolve_settings(trainer_cls: type, configuration: dict, num_input_channels: int) -> dict:
     """Every setting of a trainer class for one plans configuration (a plain dict, see the module docstring)."""
     dim = len(configuration["patch_size"])
-    settings: dict[str, object] = {
-        "encoder": trainer_cls.encoder_name,
-        "width": trainer_cls.decoder_width if dim == 2 else trainer_cls.decoder_width_3d,
-        "refine": trainer_cls.refine,
-        "decoder_norm": trainer_cls.decoder_norm,
-        "encoder_norm": trainer_cls.encoder_norm,
-        "encoder_blocks": trainer_cls.encoder_blocks,
-        "side_heads": trainer_cls.use_side_heads,
-        "optimizer_recipe": trainer_cls.optimizer_recipe,
-        "seg_loss": trainer_cls.seg_loss,
-        "recipe": False,
-        "recipe_reason": "",
-    }
-    recipe = trainer_cls.scratch_recipe
+    attributes = {name: getattr(trainer_cls, name) for name in _ATTRIBUTES}
+    recipe, applies, why = trainer_cls.scratch_recipe, False, ""
     if recipe is not None:
+        unknown = sorted(set(recipe) - set(_ATTRIBUTES))
+        if unknown:
+            raise ValueError(f"{trainer_cls.__name__}.scratch_recipe has unknown key(s) {unknown}; "
+                             f"allowed: {', '.join(_ATTRIBUTES)}")
         applies, why = recipe_applies(dim, num_input_channels, trainer_cls.use_pretrained_encoder)
         if applies:
-            unknown = sorted(set(recipe) - set(settings))
-            if unknown:
-                raise ValueError(f"{trainer_cls.__name__}.scratch_recipe has unknown key(s) {unknown}")
-            settings.update(recipe)
-        settings["recipe"], settings["recipe_reason"] = applies, why
+            attributes.update(recipe)
+    settings: dict[str, object] = {key: attributes[name] for name, key in _ATTRIBUTES.items()}
+    settings["width"] = trainer_cls.decoder_width if dim == 2 else trainer_cls.decoder_width_3d
+    settings["recipe"], settings["recipe_reason"] = applies, why
     from_plans = dict(configuration.get(PLANS_SETTINGS_KEY, {}) or {})
     for record in PLANS_RECORDS:
         from_plans.pop(record, None)

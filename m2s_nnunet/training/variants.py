@@ -7,6 +7,7 @@ and looks it up again at predict time.
 from __future__ import annotations
 
 from m2s_nnunet.network import LIGHT_ENCODER
+from m2s_nnunet.training.settings import SCRATCH_RECIPE
 from m2s_nnunet.training.trainer import M2SNetTrainer
 
 
@@ -35,10 +36,19 @@ class M2SNetTrainer_noLossNet(M2SNetTrainer):
 
 
 class M2SNetTrainer_scratch(M2SNetTrainer):
-    """The from-scratch recipe (``SCRATCH_RECIPE``), no LossNet: needs no weight file at all (offline users)."""
+    """The from-scratch recipe (``SCRATCH_RECIPE``), no LossNet: needs no weight file at all (offline users).
+
+    The recipe is written out as this class's own attributes, so that its variants can change any of them.
+    """
 
     use_pretrained_encoder = False
     lossnet_weight = 0.0
+    scratch_recipe = None
+    encoder_name = SCRATCH_RECIPE["encoder_name"]
+    refine = SCRATCH_RECIPE["refine"]
+    use_side_heads = SCRATCH_RECIPE["use_side_heads"]
+    optimizer_recipe = SCRATCH_RECIPE["optimizer_recipe"]
+    seg_loss = SCRATCH_RECIPE["seg_loss"]
 
 
 class M2SNetTrainer_scratch_LossNet(M2SNetTrainer_scratch):
