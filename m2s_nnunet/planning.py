@@ -111,13 +111,23 @@ def round_up(value: int, multiple: int = STRIDE) -> int:
 
 
 def patch_multiples(configuration: dict, encoder: str) -> list[int]:
-    """What each patch axis must be a multiple of: 32 for timm encoders, the plans' total stride otherwise."""
+    """What each patch axis must be a multiple of.
+
+    The plans' total stride for nnU-Net's residual encoder (3D, and the from-scratch recipe in 2D). A 2D
+    configuration planned for a timm encoder must also suit that encoder (32), so it gets the least common
+    multiple of both: the same plans then work for ``M2SNetTrainer`` and for ``M2SNetTrainer_scratch``.
+    """
     from m2s_nnunet.network.from_plans import uses_timm_encoder
 
-    if uses_timm_encoder(configuration, encoder):
+    arch = configuration.get("architecture", {}).get("arch_kwargs", {})
+    plans_stride = [int(s) for s in np.prod(np.array(arch["strides"]), axis=0)] if "strides" in arch else None
+    if not uses_timm_encoder(configuration, encoder):
+        if plans_stride is None:
+            raise ValueError("the plans encoder needs the configuration's architecture (strides) in the plans")
+        return plans_stride
+    if plans_stride is None:
         return [STRIDE] * len(configuration["patch_size"])
-    strides = np.array(configuration["architecture"]["arch_kwargs"]["strides"])
-    return [int(s) for s in np.prod(strides, axis=0)]
+    return [math.lcm(STRIDE, s) for s in plans_stride]
 
 
 def choose_batch_size(model: MemoryModel, patch: list[int], foreground_maps: int, gpu_memory_gb: float,
@@ -211,7 +221,8 @@ def plan_m2snet(dataset: str, gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB, enco
             configurations[name] = base
             continue
         is_2d = len(base["patch_size"]) == 2
-        config_encoder = encoder if is_2d else PLANS_ENCODER
+        # what M2SNetTrainer builds here: the timm encoder for RGB 2D, the recipe's plans encoder otherwise
+        config_encoder = encoder if is_2d and (pin_encoder or in_channels == 3) else PLANS_ENCODER
         width = DECODER_WIDTH_2D if is_2d else DECODER_WIDTH_3D
         model = measure_memory_model(base, in_channels, heads, config_encoder, width, lossnet=lossnet)
         median = base.get("median_image_size_in_voxels", base["patch_size"])

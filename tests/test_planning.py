@@ -104,3 +104,16 @@ def test_encoder_is_pinned_only_when_asked(tmp_path, monkeypatch):
     config = json.loads(plan_m2snet("777").read_text())["configurations"]["2d"]
     assert "encoder" not in config["m2snet"]  # the trainer variant (e.g. _resnet18) keeps its encoder
     assert config["m2snet"]["memory_model"]["encoder"] == "res2net50d"
+
+
+def test_2d_patch_multiples_suit_both_the_timm_and_the_plans_encoder():
+    from m2s_nnunet.planning import patch_multiples
+
+    seven_stages = {"patch_size": [352, 352],
+                    "architecture": {"arch_kwargs": {"strides": [[1, 1]] + [[2, 2]] * 6}}}  # total stride 64
+    assert patch_multiples(seven_stages, "res2net50d") == [64, 64]
+    assert patch_multiples(seven_stages, "plans") == [64, 64]
+    five_stages = {"patch_size": [64, 64], "architecture": {"arch_kwargs": {"strides": [[1, 1]] + [[2, 2]] * 4}}}
+    assert patch_multiples(five_stages, "res2net50d") == [32, 32]
+    assert patch_multiples({"patch_size": [64, 64]}, "resnet18") == [32, 32]
+    assert patch_multiples({"patch_size": [40, 56, 40], "architecture": {"arch_kwargs": ARCH_3D}}, "plans") == [4, 8, 8]
