@@ -11,14 +11,26 @@ from m2s_nnunet import __version__, cli_analysis
 from m2s_nnunet.bench_cli import add_bench_parser
 
 
-def _cmd_env(args: argparse.Namespace) -> int:
-    from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, ext_trainer_folder
+def env_exports(base: str, environ: dict[str, str] | None = None) -> list[str]:
+    """``export`` lines for ``eval "$(m2s-nnunet env)"``: shell-quoted (a folder name is data, never a command),
+    current values kept, our trainer folder added in front of an existing ``nnUNet_extTrainer``."""
+    from shlex import quote
 
-    print("# Exports for nnU-Net with M2SNet (add them to your shell profile):")
+    from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, with_ext_trainer
+
+    environ = dict(os.environ if environ is None else environ)
+    lines = []
     for name in NNUNET_FOLDERS:
-        value = os.environ.get(name) or os.path.abspath(os.path.join(args.base, name))
-        print(f'export {name}="{value}"')
-    print(f'export nnUNet_extTrainer="{ext_trainer_folder()}"')
+        value = environ.get(name) or os.path.abspath(os.path.join(base, name))
+        lines.append(f"export {name}={quote(value)}")
+    ext = with_ext_trainer({"nnUNet_extTrainer": environ.get("nnUNet_extTrainer", "")})["nnUNet_extTrainer"]
+    lines.append(f"export nnUNet_extTrainer={quote(ext)}")
+    return lines
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    print("# Exports for nnU-Net with M2SNet (add them to your shell profile):")
+    print("\n".join(env_exports(args.base)))
     print("export nnUNet_compile=f   # torch.compile is opt-in for M2SNet (not validated yet)")
     print("# Offline machines: place pretrained weights and point to them, see `m2s-nnunet doctor`")
     return 0
@@ -121,11 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit codes: 0 done, 2 refused input/output (one message, no traceback; see
+    ``m2s_nnunet.errors``), 1 another failure (e.g. an nnU-Net step failed), 130 interrupted (Ctrl-C)."""
+    from m2s_nnunet.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError, describe_os_error
+
     args = build_parser().parse_args(argv)
+    prefix = f"m2s-nnunet {args.command}: error:"
     try:
         return int(args.func(args) or 0)
-    except (RuntimeError, FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"m2s-nnunet {args.command}: error: {err}", file=sys.stderr)
+    except UserError as err:
+        print(f"{prefix} {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:  # unreadable input, read-only or full disk: name the path instead of a traceback
+        print(f"{prefix} {describe_os_error(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"\nm2s-nnunet {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (RuntimeError, ValueError) as err:
+        print(f"{prefix} {err}", file=sys.stderr)
         return 1
 
 

@@ -1,20 +1,16 @@
 """``convert``, ``evaluate`` and ``summarize`` subcommands of ``m2s-nnunet``.
 
 Each ``add_*_parser`` registers one subcommand on an argparse ``subparsers`` object and sets ``func`` to a
-callable that takes the parsed namespace and returns an exit code (0 ok, 1 refused/failed). Heavy imports
-happen inside the handlers so that ``m2s-nnunet --help`` stays fast.
+callable that takes the parsed namespace and returns 0. Refusals are raised as ``m2s_nnunet.errors.UserError``
+(``ConversionError``, ``EvaluationError``, ``SummaryError``), which ``m2s_nnunet.cli.main`` prints as one message
+with exit code 2. Output folders are checked before any work starts. Heavy imports happen inside the handlers
+so that ``m2s-nnunet --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-
-def _err(msg: str) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return 1
 
 
 # ---------------------------------------------------------------------------------------------- convert
@@ -106,7 +102,7 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from m2s_nnunet.conversion import ConversionError, ConvertOptions, convert, format_report
+    from m2s_nnunet.conversion import ConvertOptions, convert, format_report
 
     opts = ConvertOptions(
         images=args.images,
@@ -130,10 +126,7 @@ def run_convert(args: argparse.Namespace) -> int:
         drop_alpha=args.drop_alpha,
         geometry_tol=args.geometry_tol,
     )
-    try:
-        report = convert(opts)
-    except ConversionError as exc:
-        return _err(str(exc))
+    report = convert(opts)
     print(format_report(report))
     return 0
 
@@ -174,14 +167,15 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from m2s_nnunet import evaluation, metrics
+    from m2s_nnunet.inputs.folders import check_output_folder
 
-    try:
-        res = evaluation.evaluate_folder(
-            args.pred_dir, args.gt_dir, args.labels, args.num_processes, args.chill, args.soft_png
-        )
-    except evaluation.EvaluationError as exc:
-        return _err(str(exc))
+    if args.num_processes < 1:
+        raise evaluation.EvaluationError(f"--num-processes {args.num_processes}: must be at least 1")
     out = args.out or Path(args.pred_dir) / "evaluation"
+    check_output_folder(out, "evaluation output folder" + ("" if args.out else " (default PRED_DIR/evaluation)"))
+    res = evaluation.evaluate_folder(
+        args.pred_dir, args.gt_dir, args.labels, args.num_processes, args.chill, args.soft_png
+    )
     paths = evaluation.write_outputs(res, out)
     print(evaluation.markdown_table(res.aggregate))
     for n in res.notes:
@@ -229,12 +223,12 @@ def add_summarize_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def run_summarize(args: argparse.Namespace) -> int:
     from m2s_nnunet import summary
+    from m2s_nnunet.inputs.folders import check_output_folder
 
-    try:
-        res = summary.summarize(args.dataset, args.results, args.compare, args.folds, args.metric)
-    except summary.SummaryError as exc:
-        return _err(str(exc))
-    out = args.out or res.results_dir / "m2s_summary"
+    ds_dir = summary.find_dataset_dir(args.dataset, args.results)
+    out = args.out or ds_dir / "m2s_summary"
+    check_output_folder(out, "summary output folder" + ("" if args.out else " (default <dataset>/m2s_summary)"))
+    res = summary.summarize(args.dataset, args.results, args.compare, args.folds, args.metric)
     paths = summary.write_outputs(res, out)
     print(summary.format_text(res))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -8,23 +8,32 @@ Two kinds of input are accepted:
 * NIfTI volumes (``*.nii.gz``/``*.nii``, CT/MRI): ``<case>_0000.nii.gz`` + ``<case>.nii.gz`` after a geometry
   check of each image against its label.
 
-Everything is checked before anything is written, all problems are reported together, and the dataset is built
-in a hidden sibling folder that is renamed into place only when complete.
+Every file is decoded in full and checked before anything is written (corrupt, truncated, multi-page,
+non-finite and out-of-range inputs are refused with the file named), all problems are reported together, and
+the dataset is built in a hidden sibling folder that is renamed into place only when complete
+(``staging.py``; what a killed run leaves behind is cleaned up by the next one).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from m2s_nnunet import staging
+from m2s_nnunet.errors import UserError, writing
+from m2s_nnunet.inputs import folders, pictures, volumes
 from m2s_nnunet.naming import short_list, split_ending
+from m2s_nnunet.splits import NNUNET_SPLIT_SEED, kfold_splits, load_user_splits, stale_preprocessed_splits  # noqa: F401
+from m2s_nnunet.splits import read_case_list as _read_case_list
 
 IMAGE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 JPEG_ENDINGS = (".jpg", ".jpeg")
@@ -32,10 +41,12 @@ VOLUME_ENDINGS = (".nii.gz", ".nii")
 GREY_MODES = {"1", "L", "I;16", "I;16B", "I;16L", "I"}
 COLOUR_MODES = {"RGB", "P", "CMYK", "YCbCr"}
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-NNUNET_SPLIT_SEED = 12345
+SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I", "I;32", "I;32B", "I;32L"}
+OWNED_TOP_LEVEL = {"imagesTr", "labelsTr", "imagesTs", "labelsTs", "dataset.json", "splits_final.json",
+                   "m2s_conversion.json"}
 
 
-class ConversionError(Exception):
+class ConversionError(UserError):
     """A refused conversion; the message names the offending files and how to fix them."""
 
 
@@ -129,14 +140,39 @@ def resolve_raw_root(out: Path | None) -> Path:
     return Path(env)
 
 
+def check_options(opts: ConvertOptions) -> None:
+    """Refuse option values that would be accepted silently and do something else than asked."""
+    problems = []
+    if opts.limit is not None and opts.limit < 1:
+        problems.append(f"--limit {opts.limit}: must be a positive number of cases (or leave it out for all)")
+    if opts.folds is not None and opts.folds < 2:
+        problems.append(f"--folds {opts.folds}: cross-validation needs at least 2 folds (or leave it out)")
+    if opts.resize is not None and (len(opts.resize) != 2 or min(opts.resize) < 1):
+        problems.append(f"--resize {opts.resize}: needs two positive sizes H W")
+    if not (math.isfinite(opts.geometry_tol) and opts.geometry_tol >= 0):
+        problems.append(f"--geometry-tol {opts.geometry_tol}: must be a finite number >= 0")
+    if opts.channels not in ("auto", "rgb", "grey"):
+        problems.append(f"--channels {opts.channels}: must be auto, rgb or grey")
+    if opts.splits is not None and opts.folds is not None:
+        problems.append("use either --splits FILE or --folds K, not both")
+    if problems:
+        raise ConversionError("invalid options (nothing was written):\n  " + "\n  ".join(problems))
+
+
 def sanitize_case(stem: str) -> str:
     """Case ids become file names inside nnU-Net folders: keep them to [A-Za-z0-9_.-]."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
 
 
 def _list_inputs(folder: Path, endings: Sequence[str]) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise ConversionError(f"not a folder: {folder}")
+    try:
+        folders.check_input_folder(folder)
+    except UserError as err:
+        raise ConversionError(str(err)) from err
+    broken = [p.name for p in folders.broken_links(folder) if split_ending(p.name, endings)[1]]
+    if broken:
+        raise ConversionError(f"{folder}: broken symbolic link(s) (their targets do not exist): {short_list(broken)}; "
+                              "fix or remove them")
     found: dict[str, Path] = {}
     dupes = []
     for p in sorted(folder.iterdir()):
@@ -159,6 +195,8 @@ def pair_inputs(images: Path, masks: Path, mask_suffix: str = "") -> tuple[list[
     imgs = vols or _list_inputs(images, IMAGE_ENDINGS)
     if not imgs:
         raise ConversionError(f"no images ({', '.join(IMAGE_ENDINGS + VOLUME_ENDINGS)}) in {images}")
+    for folder in dict.fromkeys((images, masks)):
+        _refuse_mixed_kinds(folder)
     msks = _list_inputs(masks, endings)
     pairs, no_mask, used = [], [], set()
     for stem, img in imgs.items():
@@ -200,6 +238,23 @@ def pair_inputs(images: Path, masks: Path, mask_suffix: str = "") -> tuple[list[
     return sorted(pairs, key=lambda p: p.case), kind
 
 
+def _refuse_mixed_kinds(folder: Path) -> None:
+    """A folder holding NIfTI volumes *and* 2D pictures is ambiguous: one kind would be dropped silently."""
+    vols, pics = _list_inputs(folder, VOLUME_ENDINGS), _list_inputs(folder, IMAGE_ENDINGS)
+    if vols and pics:
+        raise ConversionError(
+            f"{folder} holds both NIfTI volumes ({short_list(sorted(p.name for p in vols.values()), 3)}) and 2D "
+            f"pictures ({short_list(sorted(p.name for p in pics.values()), 3)}); convert one kind at a time: move "
+            "the other files to another folder"
+        )
+
+
+def unsupported_files(folder: Path) -> list[str]:
+    """Visible files whose ending is neither a picture nor a volume (they are not converted)."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")
+                  and not split_ending(p.name, IMAGE_ENDINGS + VOLUME_ENDINGS)[1])
+
+
 def parse_label_args(items: Sequence[str] | None) -> list[tuple[str, int]]:
     """``name=value`` pairs; the raw value ``value`` becomes label 1, 2, ... in the given order."""
     out = []
@@ -238,13 +293,34 @@ def decide_label_plan(values: dict[str, set[int]], jpeg_masks: list[str], opts: 
         return LabelPlan(names, lut=lut, description=", ".join(f"{s} -> {d}" for s, d in lut.items()))
     if union <= {0, 1}:
         return LabelPlan({"background": 0, opts.label_name: 1}, lut={0: 0, 1: 1}, description="0/1 kept")
-    if union <= {0, 255}:
-        return LabelPlan({"background": 0, opts.label_name: 1}, lut={0: 0, 255: 1}, description="0/255 -> 0/1")
+    for top in (255, 65535):
+        if union <= {0, top}:
+            return LabelPlan({"background": 0, opts.label_name: 1}, lut={0: 0, top: 1},
+                             description=f"0/{top} -> 0/1")
     if union == set(range(max(union) + 1)):
         names = {"background": 0} | {f"class_{i}": i for i in range(1, max(union) + 1)}
         return LabelPlan(names, lut={i: i for i in union}, description="consecutive labels kept")
-    bad = {c: sorted(v - {0, 1}) for c, v in values.items() if v - {0, 1}}
-    raise ConversionError(_bad_values_message(bad, f"values found {sorted(union)} are neither 0/1, 0/255 nor 0..K"))
+    scheme, bad = _closest_scheme(values)
+    raise ConversionError(_bad_values_message(
+        bad, f"values found {sorted(union)[:12]} are neither 0/1, 0/255 nor 0..K; most masks are {scheme}, these "
+        "are not"))
+
+
+def _closest_scheme(values: dict[str, set[int]]) -> tuple[str, dict[str, list[int]]]:
+    """The label scheme most masks follow, and the masks that break it with their stray values.
+
+    One stray value in 1 of 150 masks must name that mask, not the 20 first masks in alphabetical order.
+    """
+    schemes = {"0/1": {0, 1}, "0/255": {0, 255}, "0/65535": {0, 65535}}
+    maxima = Counter(max(v, default=0) for v in values.values())
+    k = maxima.most_common(1)[0][0] if maxima else 0
+    if 1 < k < 255:  # the multi-class scheme most masks follow (0..255 would accept any 8-bit mask)
+        schemes[f"0..{k}"] = set(range(k + 1))
+    ranked = []
+    for name, allowed in schemes.items():
+        ranked.append(({c: sorted(v - allowed) for c, v in values.items() if v - allowed}, name))
+    bad, name = min(ranked, key=lambda t: len(t[0]))
+    return name, bad
 
 
 def _bad_values_message(bad: dict[str, list[int]], why: str) -> str:
@@ -260,14 +336,14 @@ def _bad_values_message(bad: dict[str, list[int]], why: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- 2D pictures
 def _image_channels(mode: str, info: dict, opts: ConvertOptions) -> int | str:
-    """Channel count after conversion, or a problem keyword ('alpha', 'float', 'mode')."""
+    """Channel count after conversion, or a problem keyword ('alpha', 'float', 'mode', 'deep')."""
     has_alpha = mode in ALPHA_MODES or "transparency" in info
     if has_alpha and not opts.drop_alpha:
         return "alpha"
     if mode == "F":
         return "float"
     if opts.channels == "rgb":
-        return 3
+        return "deep" if mode in SIXTEEN_BIT_MODES else 3
     if opts.channels == "grey":
         return 1
     if mode in GREY_MODES or mode in ("LA", "La"):
@@ -278,48 +354,26 @@ def _image_channels(mode: str, info: dict, opts: ConvertOptions) -> int | str:
 
 
 def _load_image(path: Path, opts: ConvertOptions):
+    """The picture as nnU-Net should read it: RGB or grey (8 or 16 bit), resized if asked; never clipped."""
     from PIL import Image
 
-    im = Image.open(path)
-    im.load()
+    im = pictures.open_picture(path)
     mode = im.mode
     channels = _image_channels(mode, im.info, opts)
     if channels == 3 and mode != "RGB":
         im = im.convert("RGB")
+    elif channels == 1 and mode in SIXTEEN_BIT_MODES and mode != "I;16":
+        im = pictures.as_uint16(im)  # PIL's convert('L') would clip 16/32-bit values to 8 bits
     elif channels == 1 and mode not in ("L", "I;16"):
-        if mode == "I":
-            arr = np.asarray(im)
-            im = Image.fromarray(arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr)
-        if im.mode not in ("L", "I;16"):
-            im = im.convert("L")
+        im = im.convert("L")
     if opts.resize:
         h, w = opts.resize
         im = im.resize((w, h), Image.BILINEAR)
     return im
 
 
-def _read_mask(path: Path) -> np.ndarray:
-    """A mask as a 2D integer array; identical colour channels are collapsed, real colours refused."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if arr.ndim == 3:
-        colour = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
-        if not (colour == colour[..., :1]).all():
-            raise ValueError("colour-coded mask (channels differ); save it as a single-channel label map")
-        arr = colour[..., 0]
-    if arr.dtype.kind == "f":
-        if not np.all(np.mod(arr, 1) == 0):
-            raise ValueError("mask has non-integer values")
-        arr = arr.astype(np.int64)
-    return arr
-
-
 def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
-    from PIL import Image
+    """Decode every image and mask in full; collect every problem (by kind) before anything is written."""
     from tqdm import tqdm
 
     problems: dict[str, list[str]] = {}
@@ -329,22 +383,29 @@ def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
     mismatched: list[str] = []
     for p in tqdm(pairs, desc="check", unit="case", disable=None if opts.progress else True):
         try:
-            with Image.open(p.image) as im:
-                mode, size, info = im.mode, im.size, dict(im.info)
-        except Exception as exc:  # noqa: BLE001
-            problems.setdefault("unreadable", []).append(f"{p.image}: {exc}")
-            continue
-        c = _image_channels(mode, info, opts)
-        if c == "alpha":
-            problems.setdefault("alpha", []).append(f"{p.image.name} ({mode})")
-        elif c in ("float", "mode"):
-            problems.setdefault("mode", []).append(f"{p.image.name} ({mode})")
-        else:
-            chans[p.image.name] = int(c)
+            im = pictures.open_picture(p.image)
+        except UserError as err:
+            problems.setdefault("unreadable", []).append(f"{p.image}: {err.problem}")
+            im = None
+        if im is not None:
+            size = im.size
+            c = _image_channels(im.mode, im.info, opts)
+            if c == "alpha":
+                problems.setdefault("alpha", []).append(f"{p.image.name} ({im.mode})")
+            elif c in ("float", "mode"):
+                problems.setdefault("mode", []).append(f"{p.image.name} ({im.mode})")
+            elif c == "deep":
+                problems.setdefault("deep", []).append(f"{p.image.name} ({im.mode})")
+            elif why := pictures.integer_range_problem(im):
+                problems.setdefault("range", []).append(f"{p.image.name}: {why}")
+            else:
+                chans[p.image.name] = int(c)
         try:
-            mask = _read_mask(p.mask)
-        except Exception as exc:  # noqa: BLE001
-            problems.setdefault("unreadable", []).append(f"{p.mask}: {exc}")
+            mask = pictures.label_picture(p.mask)
+        except UserError as err:
+            problems.setdefault("unreadable", []).append(f"{p.mask}: {err.problem}")
+            continue
+        if im is None:
             continue
         values[p.mask.name] = {int(v) for v in _unique_values(mask)}
         if mask.shape != (size[1], size[0]):
@@ -358,11 +419,16 @@ def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
     _raise_problems(
         problems,
         {
-            "unreadable": "unreadable files (corrupt or not an image; remove or re-export them)",
+            "unreadable": "unreadable files (corrupt, truncated, empty, multi-page or not an image; re-export, "
+            "replace or remove them)",
             "alpha": "images with an alpha channel (RGBA/LA); nnU-Net would read 4 channels. "
             "Drop alpha / convert to "
             "RGB (e.g. PIL .convert('RGB')), or pass --drop-alpha",
             "mode": "images with an unsupported pixel type (32-bit float or exotic mode); save them as 8/16-bit PNG",
+            "deep": "16/32-bit grey images cannot become RGB without losing their values; drop --channels rgb "
+            "(keep them grey) or rescale them to 8 bits yourself",
+            "range": "32-bit integer images whose values do not fit a 16-bit PNG (they would be clipped); "
+            "rescale them to 0..65535 or 0..255",
             "size": "image/mask size mismatch (HxW); check the pairing, or pass --resize H W to resize both",
             "channels": "mixed channel counts (RGB and grey); pass --channels rgb or --channels grey to unify",
         },
@@ -388,13 +454,13 @@ def _raise_problems(problems: dict[str, list[str]], titles: dict[str, str]) -> N
 def _write_2d(pair: Pair, img_dst: Path, lab_dst: Path, plan: LabelPlan, opts: ConvertOptions) -> None:
     from PIL import Image
 
-    with Image.open(pair.image) as im:
-        plain = im.mode in ("RGB", "L") and "transparency" not in im.info
-    if pair.image.suffix.lower() == ".png" and plain and not opts.resize and opts.channels == "auto":
-        shutil.copyfile(pair.image, img_dst)  # already what nnU-Net reads: skip a decode/encode round trip
+    im = pictures.open_picture(pair.image)
+    plain = im.format == "PNG" and im.mode in ("RGB", "L") and "transparency" not in im.info
+    if plain and not opts.resize and opts.channels == "auto":
+        shutil.copyfile(pair.image, img_dst)  # a real, fully decoded PNG: skip a decode/encode round trip
     else:
         _load_image(pair.image, opts).save(img_dst, format="PNG", compress_level=3)
-    lab = Image.fromarray(plan.apply(_read_mask(pair.mask)))
+    lab = Image.fromarray(plan.apply(pictures.label_picture(pair.mask)))
     if opts.resize:
         h, w = opts.resize
         lab = lab.resize((w, h), Image.NEAREST)
@@ -402,122 +468,113 @@ def _write_2d(pair: Pair, img_dst: Path, lab_dst: Path, plan: LabelPlan, opts: C
 
 
 # ---------------------------------------------------------------------------------------------- 3D volumes
+GEOMETRY = ("size", "spacing", "origin", "direction")
+
+
+def _geometry(image) -> tuple:
+    return image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+
+
 def _scan_3d(pairs: list[Pair], opts: ConvertOptions) -> dict:
-    import SimpleITK as sitk
+    """Read every volume and label in full (truncation, NaN/inf, dimensions, geometry) before writing anything."""
     from tqdm import tqdm
 
     problems: dict[str, list[str]] = {}
-    shapes, spacings, values = [], [], {}
+    shapes, spacings, values, regridded = [], [], {}, []
     for p in tqdm(pairs, desc="check", unit="case", disable=None if opts.progress else True):
         try:
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(p.image))
-            reader.ReadImageInformation()
-            label = sitk.ReadImage(str(p.mask))
-        except Exception as exc:  # noqa: BLE001
-            problems.setdefault("unreadable", []).append(f"{p.image.name} / {p.mask.name}: {exc}")
+            image = volumes.read_volume(p.image)
+            label = volumes.read_volume(p.mask)
+        except UserError as err:
+            problems.setdefault("unreadable", []).append(f"{err.path}: {err.problem}")
             continue
-        if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
-            problems.setdefault("dims", []).append(
-                f"{p.image.name}: {reader.GetDimension()}D, {reader.GetNumberOfComponents()} component(s)"
-            )
+        dims = [(f, im) for f, im in ((p.image, image), (p.mask, label))
+                if im.GetDimension() != 3 or im.GetNumberOfComponentsPerPixel() != 1]
+        if dims:
+            problems.setdefault("dims", []).extend(
+                f"{f.name}: {im.GetDimension()}D, {im.GetNumberOfComponentsPerPixel()} component(s)" for f, im in dims)
             continue
-        geo_img = (reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
-        geo_lab = (label.GetSize(), label.GetSpacing(), label.GetOrigin(), label.GetDirection())
+        try:
+            volumes.finite_array(image, p.image)
+            uniq = _unique_values(volumes.label_array(label, p.mask))
+        except UserError as err:
+            problems.setdefault("values", []).append(f"{err.path}: {err.problem}")
+            continue
+        geo_img, geo_lab = _geometry(image), _geometry(label)
         diffs = [
             n
-            for n, a, b in zip(("size", "spacing", "origin", "direction"), geo_img, geo_lab, strict=True)
+            for n, a, b in zip(GEOMETRY, geo_img, geo_lab, strict=True)
             if len(a) != len(b) or not np.allclose(a, b, rtol=0, atol=opts.geometry_tol if n != "size" else 0)
         ]
         if diffs:
-            names = ("size", "spacing", "origin", "direction")
-            detail = "; ".join(f"{d} {geo_img[names.index(d)]} vs {geo_lab[names.index(d)]}" for d in diffs)
+            detail = "; ".join(f"{d} {geo_img[GEOMETRY.index(d)]} vs {geo_lab[GEOMETRY.index(d)]}" for d in diffs)
             problems.setdefault("geometry", []).append(f"{p.image.name} vs {p.mask.name}: {detail}")
             continue
-        uniq = _unique_values(sitk.GetArrayViewFromImage(label))
-        if uniq.dtype.kind == "f" and not np.all(np.mod(uniq, 1) == 0):
-            problems.setdefault("unreadable", []).append(f"{p.mask.name}: non-integer label values")
-            continue
+        if geo_img[1:] != geo_lab[1:]:
+            regridded.append(p.mask.name)
         values[p.mask.name] = {int(v) for v in uniq}
         shapes.append(tuple(reversed(geo_img[0])))
         spacings.append(tuple(reversed(geo_img[1])))
     _raise_problems(
         problems,
         {
-            "unreadable": "unreadable volumes or labels",
+            "unreadable": "unreadable volumes or labels (empty, truncated, damaged or not NIfTI; re-export or "
+            "remove them)",
             "dims": "volumes that are not single-channel 3D "
             "(split 4D/multi-modal data into one file per channel, "
             "e.g. with nnUNetv2_convert_MSD_dataset)",
+            "values": "volumes with NaN/infinite voxels or labels with non-integer values "
+            "(replace NaN/inf by a real value; resample labels with nearest-neighbour interpolation)",
             "geometry": f"image/label geometry mismatch (tolerance {opts.geometry_tol}); "
             "resample the label onto "
             "its image grid",
         },
     )
-    return {"channels": 1, "sizes": shapes, "spacings": spacings, "values": values}
+    return {"channels": 1, "sizes": shapes, "spacings": spacings, "values": values, "regridded": regridded}
 
 
 def _write_3d(pair: Pair, img_dst: Path, lab_dst: Path, plan: LabelPlan) -> None:
+    """The image as it is (already checked in full); the label with the image's exact geometry.
+
+    A label whose spacing/origin/direction differ within ``--geometry-tol`` would otherwise keep its own, and
+    ``nnUNetv2_plan_and_preprocess --verify_dataset_integrity`` would refuse it.
+    """
     import SimpleITK as sitk
 
+    image = volumes.read_volume(pair.image)
     if pair.image.name.lower().endswith(".nii.gz"):
         shutil.copyfile(pair.image, img_dst)
     else:
-        sitk.WriteImage(sitk.ReadImage(str(pair.image)), str(img_dst), True)
-    label = sitk.ReadImage(str(pair.mask))
-    identity = plan.lut is not None and all(k == v for k, v in plan.lut.items())
-    integer = sitk.GetArrayViewFromImage(label).dtype.kind in "iub"
-    if identity and integer and pair.mask.name.lower().endswith(".nii.gz"):
-        shutil.copyfile(pair.mask, lab_dst)
-        return
-    out = sitk.GetImageFromArray(plan.apply(sitk.GetArrayFromImage(label)))
-    out.CopyInformation(label)
+        sitk.WriteImage(image, str(img_dst), True)
+    label = volumes.read_volume(pair.mask)
+    out = sitk.GetImageFromArray(plan.apply(volumes.label_array(label, pair.mask)))
+    out.CopyInformation(image)
     sitk.WriteImage(out, str(lab_dst), True)
 
 
 # ---------------------------------------------------------------------------------------------- splits
+def _case_of(name: str) -> str:
+    return sanitize_case(split_ending(name, IMAGE_ENDINGS + VOLUME_ENDINGS)[0])
+
+
 def read_case_list(path: Path) -> list[str]:
     """One case per line (file names allowed); blank lines and '#' comments ignored."""
-    names = []
-    for line in Path(path).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(sanitize_case(split_ending(line, IMAGE_ENDINGS + VOLUME_ENDINGS)[0]))
-    return names
+    try:
+        return _read_case_list(path, _case_of)
+    except UserError as err:
+        raise ConversionError(str(err)) from err
 
 
 def make_splits(train_cases: list[str], opts: ConvertOptions) -> list[dict[str, list[str]]] | None:
     """``splits_final.json`` content from --splits FILE or --folds K (KFold, seed 12345 as nnU-Net)."""
-    if opts.splits and opts.folds:
-        raise ConversionError("use either --splits FILE or --folds K, not both")
-    if opts.folds:
-        if not 2 <= opts.folds <= len(train_cases):
-            raise ConversionError(f"--folds must be between 2 and the number of training cases ({len(train_cases)})")
-        from nnunetv2.utilities.crossval_split import generate_crossval_split
-
-        splits = generate_crossval_split(sorted(train_cases), seed=NNUNET_SPLIT_SEED, n_splits=opts.folds)
-        return [{"train": [str(c) for c in s["train"]], "val": [str(c) for c in s["val"]]} for s in splits]
-    if not opts.splits:
-        return None
     try:
-        raw = json.loads(Path(opts.splits).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConversionError(f"cannot read --splits {opts.splits}: {exc}") from exc
-    if not isinstance(raw, list) or not all(isinstance(f, dict) and {"train", "val"} <= set(f) for f in raw):
-        raise ConversionError(f'{opts.splits}: expected a list of {{"train": [...], "val": [...]}} objects')
-    known = set(train_cases)
-    splits, problems = [], []
-    for i, fold in enumerate(raw):
-        tr = [sanitize_case(split_ending(c, IMAGE_ENDINGS + VOLUME_ENDINGS)[0]) for c in fold["train"]]
-        va = [sanitize_case(split_ending(c, IMAGE_ENDINGS + VOLUME_ENDINGS)[0]) for c in fold["val"]]
-        unknown = sorted(set(tr + va) - known)
-        if unknown:
-            problems.append(f"fold {i}: {len(unknown)} case(s) not in the training set: {short_list(unknown, 8)}")
-        if set(tr) & set(va):
-            problems.append(f"fold {i}: cases in both train and val: {short_list(sorted(set(tr) & set(va)), 8)}")
-        splits.append({"train": tr, "val": va})
-    if problems:
-        raise ConversionError(f"invalid --splits {opts.splits}:\n  " + "\n  ".join(problems))
-    return splits
+        if opts.folds is not None:
+            return kfold_splits(train_cases, opts.folds)
+        if opts.splits is not None:
+            return load_user_splits(Path(opts.splits), train_cases, _case_of)
+    except UserError as err:
+        raise ConversionError(str(err)) from err
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -525,11 +582,19 @@ def convert(opts: ConvertOptions) -> ConversionReport:
     """Check everything, then build the dataset atomically; raise ConversionError on any refusal."""
     from tqdm import tqdm
 
+    check_options(opts)
     root = resolve_raw_root(opts.out)
     ds_name = dataset_folder_name(opts.dataset_id, opts.name)
     final = root / ds_name
+    try:
+        folders.check_output_folder(root, "output folder (nnUNet_raw)")
+    except UserError as err:
+        raise ConversionError(str(err) + "\nNothing was written.") from err
+    warn: list[str] = staging.recover_leftovers(final)
     if final.exists() and not opts.overwrite:
         raise ConversionError(f"{final} already exists; pass --overwrite to replace it (nothing was written)")
+    if final.exists():
+        _refuse_foreign_files(final)
     others = [p.name for p in root.glob(f"Dataset{int(opts.dataset_id):03d}_*") if p.name != ds_name]
     if others:
         raise ConversionError(
@@ -545,15 +610,20 @@ def convert(opts: ConvertOptions) -> ConversionReport:
                 "NIfTI volumes need --modality: 'CT' (Hounsfield units -> nnU-Net "
                 "CTNormalization) or e.g. 'MRI' (per-image z-score)"
             )
-    warn: list[str] = []
-    if opts.limit:
+    for folder in dict.fromkeys((Path(opts.images), Path(opts.masks))):
+        skipped = unsupported_files(folder)
+        if skipped:
+            warn.append(f"{len(skipped)} file(s) in {folder} are neither pictures ({', '.join(IMAGE_ENDINGS)}) nor "
+                        f"NIfTI volumes and were not converted: {short_list(skipped, 5)}")
+    if opts.limit is not None:
         pairs = pairs[: opts.limit]
         warn.append(f"--limit {opts.limit}: only the first {len(pairs)} cases (sorted by name) are converted")
     test_cases = set(read_case_list(opts.test_list)) if opts.test_list else set()
     missing = sorted(test_cases - {p.case for p in pairs})
-    if missing and not opts.limit:
+    if missing and opts.limit is None:
         raise ConversionError(
-            f"--test-list names {len(missing)} case(s) that are not in the input: {short_list(missing)}"
+            f"--test-list {opts.test_list} names {len(missing)} case(s) that are not in the input: "
+            f"{short_list(missing)}"
         )
     if missing:
         warn.append(f"{len(missing)} --test-list case(s) fall outside --limit and are skipped")
@@ -567,6 +637,11 @@ def convert(opts: ConvertOptions) -> ConversionReport:
             f"{len(scan['mismatched'])} image/mask pair(s) differ in size; both are resized "
             f"independently to {opts.resize}: {short_list(scan['mismatched'], 5)}"
         )
+    if scan.get("regridded"):
+        warn.append(f"{len(scan['regridded'])} label(s) differ from their image's spacing/origin/direction within "
+                    f"--geometry-tol {opts.geometry_tol} and were written with the image's geometry: "
+                    f"{short_list(scan['regridded'], 5)}")
+    warn += _rare_labels(scan["values"], plan)
     empty = sorted(c for c, v in scan["values"].items() if not set(plan.apply(np.array(sorted(v)))) - {0})
     if empty:
         warn.append(f"{len(empty)} case(s) have no foreground: {short_list(empty, 5)}")
@@ -575,9 +650,16 @@ def convert(opts: ConvertOptions) -> ConversionReport:
     if not train:
         raise ConversionError("no training cases left after --test-list")
     splits = make_splits([p.case for p in train], opts)
+    stale = _stale_splits(ds_name, splits, [p.case for p in train])
+    if stale and not opts.install_splits:
+        raise ConversionError(
+            f"{stale[0]} does not fit this conversion: {stale[1]}. nnUNetv2_plan_and_preprocess or "
+            "nnUNetv2_train would stop on it (nothing was written).\nFix: re-run with --install-splits (the old "
+            "file is kept as splits_final.json.bak), or delete that file."
+        )
 
     end = ".nii.gz" if kind == "3d" else ".png"
-    tmp = root / f".{ds_name}.partial-{os.getpid()}"
+    tmp = staging.staging_dir(final)
     root.mkdir(parents=True, exist_ok=True)
     try:
         for sub in ("imagesTr", "labelsTr") + (("imagesTs", "labelsTs") if test else ()):
@@ -595,9 +677,9 @@ def convert(opts: ConvertOptions) -> ConversionReport:
                 raise ConversionError(f"failed on {p.image} / {p.mask}: {exc}; nothing was written") from exc
         channels = scan["channels"]
         dataset_json = _dataset_json(kind, channels, plan, len(train), len(test), opts)
-        (tmp / "dataset.json").write_text(json.dumps(dataset_json, indent=4) + "\n")
+        _write_json(tmp / "dataset.json", dataset_json, 4)
         if splits is not None:
-            (tmp / "splits_final.json").write_text(json.dumps(splits, indent=4) + "\n")
+            _write_json(tmp / "splits_final.json", splits, 4)
         provenance = {
             "images": str(Path(opts.images).resolve()),
             "masks": str(Path(opts.masks).resolve()),
@@ -605,14 +687,8 @@ def convert(opts: ConvertOptions) -> ConversionReport:
             "label_mapping": plan.description,
             "cases": {p.case: {"image": p.image.name, "mask": p.mask.name, "split": part} for p, part in jobs},
         }
-        (tmp / "m2s_conversion.json").write_text(json.dumps(provenance, indent=1) + "\n")
-        if final.exists():
-            old = root / f".{ds_name}.old-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
+        _write_json(tmp / "m2s_conversion.json", provenance, 1)
+        staging.swap_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -630,13 +706,65 @@ def convert(opts: ConvertOptions) -> ConversionReport:
         plan,
         warn,
     )
-    report.next_steps = _next_steps(final, opts, splits is not None)
+    report.next_steps = _next_steps(final, opts, splits is not None, stale is not None)
     if opts.overwrite and _preprocessed_dir(ds_name) is not None:
         report.warnings.append(
             f"{_preprocessed_dir(ds_name)} holds preprocessing of the previous version; "
             "re-run nnUNetv2_plan_and_preprocess"
         )
     return report
+
+
+def _rare_labels(values: dict[str, set[int]], plan: LabelPlan) -> list[str]:
+    """A label found in a single mask of ten or more is more often a stray value than a class: say so."""
+    if len(values) < 10 or plan.threshold is not None:
+        return []
+    notes = []
+    for raw, label in sorted((plan.lut or {}).items()):
+        holders = [c for c, v in values.items() if raw in v]
+        if label and len(holders) == 1:
+            notes.append(f"label {label} (raw value {raw}) occurs in only 1 of {len(values)} masks ({holders[0]}): "
+                         "a stray value? Check that mask, or choose the labels with --labels")
+    return notes
+
+
+def _write_json(path: Path, data: object, indent: int) -> None:
+    with writing(path):
+        path.write_text(json.dumps(data, indent=indent) + "\n")
+
+
+def _refuse_foreign_files(final: Path) -> None:
+    """--overwrite replaces what a previous conversion wrote, never files the user put into the dataset folder."""
+    try:
+        cases = json.loads((final / "m2s_conversion.json").read_text())["cases"]
+        owned = {f"{part}/{c}{suffix}{end}" for c, info in cases.items() for end in (".png", ".nii.gz")
+                 for part, suffix in ((f"images{info['split']}", "_0000"), (f"labels{info['split']}", ""))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        owned = None
+    foreign = []
+    for p in sorted(final.rglob("*")):
+        rel = p.relative_to(final).as_posix()
+        top = rel.split("/", 1)[0]
+        if top not in OWNED_TOP_LEVEL or (p.is_file() and "/" in rel and (owned is None or rel not in owned)):
+            foreign.append(rel + ("/" if p.is_dir() else ""))
+    if foreign:
+        why = ("it was not written by m2s-nnunet convert (no readable m2s_conversion.json)" if owned is None
+               else "these files were not written by m2s-nnunet convert")
+        raise ConversionError(
+            f"--overwrite would delete {len(foreign)} file(s) in {final} that are not part of the previous "
+            f"conversion ({why}): {short_list(foreign, 10)}\nFix: move them out of the dataset folder (or delete "
+            "the folder yourself), then run again. Nothing was written."
+        )
+
+
+def _stale_splits(ds_name: str, splits: list | None, train_cases: list[str]) -> tuple[Path, str] | None:
+    """The preprocessed ``splits_final.json`` that would clash with this conversion, and why (None: no clash)."""
+    pre = _preprocessed_dir(ds_name)
+    existing = pre / "splits_final.json" if pre is not None else None
+    if existing is None or not existing.is_file():
+        return None
+    why = stale_preprocessed_splits(existing, splits, train_cases)
+    return (existing, why) if why else None
 
 
 def _unique_values(arr: np.ndarray) -> np.ndarray:
@@ -678,27 +806,33 @@ def _preprocessed_dir(ds_name: str) -> Path | None:
     return None
 
 
-def _next_steps(final: Path, opts: ConvertOptions, has_splits: bool) -> list[str]:
-    steps = [f"nnUNetv2_plan_and_preprocess -d {opts.dataset_id} --verify_dataset_integrity"]
-    if not has_splits:
-        return steps
+def _next_steps(final: Path, opts: ConvertOptions, has_splits: bool, stale: bool = False) -> list[str]:
+    """What to run next; ``--install-splits`` is applied here, before the steps that would read the splits."""
     src = final / "splits_final.json"
     pre = _preprocessed_dir(final.name)
+    steps = []
+    if pre is not None and opts.install_splits and (has_splits or stale):
+        dst = pre / "splits_final.json"
+        if dst.exists():
+            shutil.copyfile(dst, pre / "splits_final.json.bak")
+        if has_splits:
+            shutil.copyfile(src, dst)
+            steps.append(f"installed {dst} (previous file kept as splits_final.json.bak)")
+        else:
+            dst.unlink()
+            steps.append(f"moved the stale {dst} to splits_final.json.bak (nnU-Net makes a new 5-fold split)")
+    steps.append(f"nnUNetv2_plan_and_preprocess -d {opts.dataset_id} --verify_dataset_integrity")
+    if not has_splits or steps[0].startswith("installed"):
+        return steps
     if pre is None:
         steps.append(
             f"{src} is copied into $nnUNet_preprocessed/{final.name}/ by nnU-Net's planner; if you plan "
             f"elsewhere, copy it there yourself before training"
         )
-    elif opts.install_splits:
-        dst = pre / "splits_final.json"
-        if dst.exists():
-            shutil.copyfile(dst, pre / "splits_final.json.bak")
-        shutil.copyfile(src, dst)
-        steps.append(f"installed {dst} (previous file kept as splits_final.json.bak)")
-    else:
+    elif not (pre / "splits_final.json").exists():
         steps.append(
-            f"{pre} already exists and its splits are NOT updated automatically: re-run with "
-            f"--install-splits, or: cp {src} {pre}/splits_final.json"
+            f"{pre} already exists: nnU-Net's planner copies the new splits there when you run the step above; "
+            f"if you skip it, re-run with --install-splits, or: cp {src} {pre}/splits_final.json"
         )
     return steps
 

@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from shlex import quote
 
-from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, ext_trainer_folder
+from m2s_nnunet.errors import UserError
+from m2s_nnunet.inputs.folders import check_output_folder
+from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, ext_trainer_folder, same_folder
 
 _OK, _WARN, _FAIL = "ok  ", "warn", "FAIL"
 
@@ -32,6 +36,24 @@ def _versions() -> int:
     return failures
 
 
+def _folder_variable(name: str, value: str) -> int:
+    """One nnU-Net folder variable: a folder (or creatable), and writable, since nnU-Net writes into all three."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        _line(_FAIL, f"{name}={value} is a file, not a folder", f"export {name}=<a folder>, or move that file away")
+        return 1
+    try:
+        check_output_folder(path, name)
+    except UserError as err:
+        _line(_FAIL, str(err).splitlines()[0], f"export {name}=<a writable folder>, or fix its permissions")
+        return 1
+    if not path.is_dir():
+        _line(_WARN, f"{name}={value} does not exist yet", f"mkdir -p {quote(value)}")
+    else:
+        _line(_OK, f"{name}={value} (writable)")
+    return 0
+
+
 def _variables() -> int:
     failures = 0
     for name in NNUNET_FOLDERS:
@@ -39,15 +61,13 @@ def _variables() -> int:
         if not value:
             _line(_FAIL, f"{name} is not set", "eval \"$(m2s-nnunet env)\"")
             failures += 1
-        elif not os.path.isdir(value):
-            _line(_WARN, f"{name}={value} does not exist yet", f"mkdir -p {value}")
         else:
-            _line(_OK, f"{name}={value}")
+            failures += _folder_variable(name, value)
     folder = str(ext_trainer_folder())
     entries = os.environ.get("nnUNet_extTrainer", "").split(os.pathsep)
-    if folder not in entries:
+    if not any(e and same_folder(e, folder) for e in entries):
         _line(_FAIL, "nnUNet_extTrainer does not contain the M2SNet trainers folder",
-              f'export nnUNet_extTrainer="{folder}"')
+              'eval "$(m2s-nnunet env)"  (adds it in front of your other entries)')
         failures += 1
     else:
         _line(_OK, f"nnUNet_extTrainer contains {folder}")
@@ -70,22 +90,28 @@ def _discovery() -> int:
     return 1
 
 
-def _weights() -> None:
+def _weights() -> int:
+    """Weight files: missing ones are a warning (downloaded when online), unusable ones a failure."""
     from m2s_nnunet.network import DEFAULT_ENCODER, LIGHT_ENCODER
     from m2s_nnunet.weights import (
         ENCODER_WEIGHTS_ENV,
+        BadWeightsFileError,
         MissingWeightsError,
         pretrained_enabled,
         resolve_encoder_weights,
         resolve_vgg16_weights,
     )
 
+    failures = 0
     if not pretrained_enabled():
         _line(_WARN, "M2S_NNUNET_PRETRAINED=0: encoders train from scratch")
     for name in (DEFAULT_ENCODER, LIGHT_ENCODER):
         try:
             found = resolve_encoder_weights(name, allow_download=False)
             _line(_OK, f"ImageNet weights for {name}: {found.path} ({found.origin})")
+        except BadWeightsFileError as err:
+            _line(_FAIL, f"ImageNet weights for {name}: {err.path}: {err.problem}", err.fix or "")
+            failures += 1
         except MissingWeightsError as err:
             _line(_WARN, f"no local ImageNet weights for {name} (downloaded on first training when online)",
                   f"online once: python -c \"import timm; timm.create_model('{name}', pretrained=True)\"; "
@@ -94,10 +120,14 @@ def _weights() -> None:
     try:
         found = resolve_vgg16_weights(allow_download=False)
         _line(_OK, f"VGG16 weights for LossNet: {found.path} ({found.origin})")
+    except BadWeightsFileError as err:
+        _line(_FAIL, f"VGG16 weights for LossNet: {err.path}: {err.problem}", err.fix or "")
+        failures += 1
     except MissingWeightsError:
         _line(_WARN, "no local VGG16 weights for LossNet (downloaded on first training when online)",
               "online once: python -c \"import torchvision; torchvision.models.vgg16(weights='IMAGENET1K_V1')\"; "
               "offline: M2S_NNUNET_VGG16_WEIGHTS=/path/vgg16-397923af.pth, or use M2SNetTrainer_noLossNet")
+    return failures
 
 
 def _device() -> None:
@@ -114,7 +144,7 @@ def run_doctor() -> int:
     """Print one line per check; return 1 if something blocks training."""
     failures = _versions() + _variables()
     failures += _discovery()
-    _weights()
+    failures += _weights()
     _device()
     print("all required checks passed" if not failures else f"{failures} problem(s) need fixing (see 'fix:')")
     return 1 if failures else 0

@@ -4,11 +4,15 @@ Predictions are label maps as nnU-Net writes them (``<case>.png`` or ``<case>.ni
 ``<case>.npz`` (nnU-Net ``--save_probabilities`` / ``--npz``: array ``probabilities`` of shape
 (C, 1, H, W) for 2D images, (C, Z, Y, X) for volumes) sits next to a prediction, the soft
 benchmark metrics use the class probability map instead of the hard mask. The source is recorded per case.
+
+Every file goes through the shared readers of ``m2s_nnunet.inputs`` (decoded in full, finite values), and every
+value of every prediction and reference must be background, a scored label or the ignore label: a stale
+``dataset.json``, a wrong ``--labels`` or a 0..255 probability PNG is refused with the file named, instead of
+scoring labels that exist nowhere (mDice 1.0) while the real one is never scored.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from m2s_nnunet import metrics
+from m2s_nnunet.errors import UserError, writing
+from m2s_nnunet.inputs import arrays, folders, pictures, volumes
+from m2s_nnunet.inputs.nnunet_json import read_dataset_labels
 from m2s_nnunet.naming import short_list, split_ending
 
 IMAGE_ENDINGS_2D = (".png", ".bmp", ".tif", ".tiff")
@@ -26,7 +33,7 @@ VOLUME_ENDINGS = (".nii.gz", ".nii", ".mha", ".nrrd")
 ALL_ENDINGS = VOLUME_ENDINGS + IMAGE_ENDINGS_2D
 
 
-class EvaluationError(Exception):
+class EvaluationError(UserError):
     """Inputs that cannot be scored; the message names the files and the fix."""
 
 
@@ -47,6 +54,10 @@ class EvaluationResult:
 
 
 def _label_files(folder: Path) -> dict[str, Path]:
+    broken = [p.name for p in folders.broken_links(folder) if split_ending(p.name, ALL_ENDINGS)[1]]
+    if broken:
+        raise EvaluationError(f"{folder}: broken symbolic link(s) (their targets do not exist): {short_list(broken)}; "
+                              "fix or remove them")
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         case, end = split_ending(p.name, ALL_ENDINGS)
@@ -59,12 +70,19 @@ def _label_files(folder: Path) -> dict[str, Path]:
 
 def match_cases(pred_dir: Path, gt_dir: Path, allow_missing: bool = False) -> list[CaseFiles]:
     """Pair predictions with references by case name; unmatched predictions are always an error."""
-    for d in (pred_dir, gt_dir):
-        if not d.is_dir():
-            raise EvaluationError(f"not a folder: {d}")
+    for d, what in ((pred_dir, "prediction folder"), (gt_dir, "reference folder")):
+        try:
+            folders.check_input_folder(d, what)
+        except UserError as err:
+            raise EvaluationError(str(err)) from err
     preds, gts = _label_files(pred_dir), _label_files(gt_dir)
     if not preds:
         raise EvaluationError(f"no prediction files ({', '.join(ALL_ENDINGS)}) in {pred_dir}")
+    for files, d in ((preds, pred_dir), (gts, gt_dir)):
+        kinds = {_is_picture(p) for p in files.values()}
+        if len(kinds) > 1:
+            raise EvaluationError(f"{d} mixes 2D pictures and volumes; evaluate one kind at a time (move the "
+                                  "others to another folder)")
     no_gt = sorted(set(preds) - set(gts))
     no_pred = sorted(set(gts) - set(preds))
     if no_gt:
@@ -84,36 +102,47 @@ def match_cases(pred_dir: Path, gt_dir: Path, allow_missing: bool = False) -> li
     return out
 
 
+def _is_picture(path: Path) -> bool:
+    return split_ending(path.name, ALL_ENDINGS)[1] in IMAGE_ENDINGS_2D
+
+
 def read_label_map(path: Path) -> np.ndarray:
-    """Read a label map as (H, W) for 2D images or (Z, Y, X) for volumes."""
+    """Read a label map as (H, W) for 2D images or (Z, Y, X) for volumes (finite integers, fully decoded)."""
     try:
-        if split_ending(path.name, ALL_ENDINGS)[1] in IMAGE_ENDINGS_2D:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                arr = np.asarray(im)
-        else:
-            import SimpleITK as sitk
-
-            arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-    except Exception as exc:  # noqa: BLE001 - any reader failure becomes a clear message
-        raise EvaluationError(f"cannot read {path}: {exc}") from exc
-    if arr.ndim == 3 and split_ending(path.name, ALL_ENDINGS)[1] in IMAGE_ENDINGS_2D:
-        raise EvaluationError(f"{path} has {arr.shape[-1]} colour channels; label maps must be single-channel")
+        if _is_picture(path):
+            return pictures.label_picture(path)
+        arr = volumes.label_array(volumes.read_volume(path), path)
+    except UserError as err:
+        raise EvaluationError(str(err)) from err
+    if arr.ndim != 3:
+        raise EvaluationError(f"{path}: a volume must be 3D (Z, Y, X), this one has shape {arr.shape}")
     return arr
 
 
-def read_probabilities(npz: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """Load nnU-Net's ``probabilities`` (class axis first) and drop the dummy z axis of 2D images."""
-    with np.load(npz) as data:
-        if "probabilities" not in data:
-            raise EvaluationError(f"{npz} has no 'probabilities' array (keys: {list(data.keys())})")
-        prob = data["probabilities"]
-    if len(shape) == 2 and prob.ndim == 4 and prob.shape[1] == 1:
-        prob = prob[:, 0]
-    if prob.shape[1:] != tuple(shape):
-        raise EvaluationError(f"{npz}: probabilities shape {prob.shape} does not match the reference {shape}")
-    return prob
+def read_grey_map(path: Path) -> np.ndarray:
+    """A ``--soft-png`` prediction as probabilities in 0..1 (8-bit /255, 16-bit /65535, floats as they are)."""
+    try:
+        arr = pictures.picture_array(path) if _is_picture(path) else volumes.finite_array(volumes.read_volume(path),
+                                                                                           path)
+    except UserError as err:
+        raise EvaluationError(str(err)) from err
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f" and arr.size and arr.min() >= 0 and arr.max() <= 1:
+        return arr.astype(np.float64)
+    top = 65535.0 if arr.dtype.kind in "iu" and arr.max(initial=0) > 255 else 255.0
+    if arr.size and (arr.min() < 0 or arr.max() > top):
+        raise EvaluationError(f"{path}: --soft-png expects grey maps 0..255 (or 0..65535, or 0..1 floats), found "
+                              f"values {arr.min()}..{arr.max()}")
+    return arr.astype(np.float64) / top
+
+
+def read_probabilities(npz: Path, shape: tuple[int, ...], num_classes: int = 2) -> np.ndarray:
+    """Load nnU-Net's ``probabilities`` (class axis first) and drop the dummy z axis of 2D images; checked in full
+    (readable, one map per class, finite, 0..1), see ``m2s_nnunet.inputs.arrays``."""
+    try:
+        return arrays.read_probabilities(npz, tuple(shape), num_classes)
+    except UserError as err:
+        raise EvaluationError(str(err)) from err
 
 
 def resolve_labels(
@@ -128,6 +157,9 @@ def resolve_labels(
                 v = int(value)
             except ValueError as exc:
                 raise EvaluationError(f"--labels expects VALUE or NAME=VALUE, got '{item}'") from exc
+            if v <= 0 or v in out:
+                raise EvaluationError(f"--labels {item}: label values must be positive (0 is background) and "
+                                      "given once each")
             out[v] = name or str(v)
         return out, None, "--labels"
     for candidate in (
@@ -137,59 +169,84 @@ def resolve_labels(
         gt_dir / "dataset.json",
     ):
         if candidate.is_file():
-            ds = json.loads(candidate.read_text())
-            fg: dict[int, str] = {}
-            ignore = None
-            for name, value in ds.get("labels", {}).items():
-                if isinstance(value, list | tuple):
-                    raise EvaluationError(f"{candidate} defines regions; region-based evaluation is not supported")
-                if name == "ignore":
-                    ignore = int(value)
-                elif int(value) != 0:
-                    fg[int(value)] = name
-            if fg:
-                return dict(sorted(fg.items())), ignore, str(candidate)
+            try:
+                ds = read_dataset_labels(candidate)
+            except UserError as err:
+                raise EvaluationError(f"{err}\n  or pass --labels VALUE ... to score without it") from err
+            if ds.regions:
+                raise EvaluationError(f"{candidate} defines regions; region-based evaluation is not supported")
+            if ds.foreground:
+                return ds.foreground, ds.ignore, str(candidate)
     values: set[int] = set()
     for c in cases:
-        values.update(int(v) for v in np.unique(_binary_255_to_1(read_label_map(c.gt))))
+        values.update(int(v) for v in np.unique(_binary_mask_to_1(read_label_map(c.gt))))
     values.discard(0)
     if not values:
         raise EvaluationError(f"no foreground label in any reference of {gt_dir}; pass --labels")
     return {v: str(v) for v in sorted(values)}, None, "values found in the references"
 
 
-def _binary_255_to_1(arr: np.ndarray, labels: dict[int, str] | None = None) -> np.ndarray:
-    """Raw 0/255 masks mean label 1 (unless 255 is a scored label); leave every other label map untouched."""
-    if labels is not None and (255 in labels or 1 not in labels):
+def _binary_mask_to_1(arr: np.ndarray, labels: dict[int, str] | None = None) -> np.ndarray:
+    """Raw 0/255 (8-bit) and 0/65535 (16-bit) masks mean label 1 (unless that value is a scored label); every
+    other label map is left untouched."""
+    if labels is not None and (1 not in labels or 255 in labels or 65535 in labels):
         return arr
-    if arr.dtype != bool and arr.size and arr.max() == 255 and np.isin(arr, (0, 255)).all():
-        return (arr == 255).astype(np.uint8)
+    if arr.dtype != bool and arr.size:
+        top = arr.max()
+        if top in (255, 65535) and np.isin(arr, (0, top)).all():
+            return (arr == top).astype(np.uint8)
     return arr
 
 
+def _check_values(arr: np.ndarray, path: Path, what: str, labels: dict[int, str], ignore_label: int | None,
+                  source: str, soft_png: bool) -> None:
+    """Every value must be background, a scored label or the ignore label; otherwise say which file and why."""
+    allowed = {0, *labels} | ({ignore_label} if ignore_label is not None else set())
+    found = np.unique(arr)
+    extra = [int(v) for v in found if int(v) not in allowed]
+    if not extra:
+        return
+    if what == "prediction" and not soft_png and len(found) > 2 and found.max() <= 65535 and len(labels) == 1:
+        fix = "it looks like a grey probability map: pass --soft-png to score it as one (thresholded at 0.5)"
+    elif source.endswith("dataset.json"):
+        fix = (f"the labels come from {source}: is it stale (from another dataset)? Correct it, or pass "
+               "--labels with the label values of your data")
+    else:
+        fix = "pass --labels with every label value present in the data (e.g. --labels 1 2), or fix the file"
+    raise EvaluationError(
+        f"{what} holds value(s) {extra[:10]} that are neither background (0), a scored label {sorted(labels)} "
+        f"(from {source}) nor the ignore label", path, fix)
+
+
 def evaluate_case(
-    files: CaseFiles, labels: dict[int, str], ignore_label: int | None, soft_png: bool = False
+    files: CaseFiles, labels: dict[int, str], ignore_label: int | None, soft_png: bool = False,
+    label_source: str = "the label list",
 ) -> list[dict]:
     """Rows (one per foreground label) with both conventions; soft metrics only for 2D cases."""
-    gt = _binary_255_to_1(read_label_map(files.gt), labels)
-    raw_pred = read_label_map(files.pred)
+    gt = _binary_mask_to_1(read_label_map(files.gt), labels)
+    _check_values(gt, files.gt, "reference", labels, ignore_label, label_source, soft_png)
+    raw_pred = read_grey_map(files.pred) if soft_png else read_label_map(files.pred)
     if raw_pred.shape != gt.shape:
         raise EvaluationError(
             f"shape mismatch for case '{files.case}': prediction {files.pred} {raw_pred.shape} vs "
             f"reference {files.gt} {gt.shape}"
         )
     is_2d = gt.ndim == 2
-    prob = read_probabilities(files.npz, gt.shape) if files.npz is not None and is_2d else None
+    num_classes = max(labels) + 1
+    prob = read_probabilities(files.npz, gt.shape, num_classes) if files.npz is not None and is_2d else None
     if soft_png and prob is None:
         if len(labels) != 1:
             raise EvaluationError("--soft-png (grey 0..255 probability maps) needs exactly one foreground label")
         source = "grey map"
-        grey = raw_pred.astype(np.float64) / (65535.0 if raw_pred.max() > 255 else 255.0)
+        grey = raw_pred
         pred = (grey > 0.5).astype(np.uint8) * next(iter(labels))
     else:
+        if soft_png:
+            raw_pred = np.argmax(prob, axis=0)  # the npz is the prediction; the grey map is not a label map
         source = "probabilities" if prob is not None else "mask"
         grey = None
-        pred = _binary_255_to_1(raw_pred, labels) if list(labels) == [1] else raw_pred
+        pred = _binary_mask_to_1(raw_pred, labels) if list(labels) == [1] else raw_pred
+        _check_values(pred, files.pred, "prediction", labels, ignore_label, label_source, soft_png)
     nn = metrics.nnunet_case_metrics(gt, pred, labels, ignore_label)
     rows = []
     for lab, name in labels.items():
@@ -228,7 +285,7 @@ def evaluate_folder(
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     cases = match_cases(pred_dir, gt_dir, allow_missing)
     label_map, ignore, label_source = resolve_labels(cases, labels, pred_dir, gt_dir)
-    jobs = [(c, label_map, ignore, soft_png) for c in cases]
+    jobs = [(c, label_map, ignore, soft_png, label_source) for c in cases]
     bar = dict(total=len(jobs), desc="evaluate", unit="case", disable=None if progress else True)
     if num_processes > 1:
         with ProcessPoolExecutor(num_processes) as pool:
@@ -246,6 +303,11 @@ def evaluate_folder(
             "are not meaningful for volumes)"
         )
     per_case = pd.DataFrame(rows)
+    present = per_case.groupby("label")[["n_pred", "n_ref"]].sum().sum(axis=1)
+    absent = [lab for lab in label_map if present.get(lab, 0) == 0]
+    if absent:
+        notes.append(f"label(s) {absent} occur in no reference and no prediction: their nnU-Net Dice is NaN and "
+                     "their benchmark scores are 1.0 by the empty-empty convention, not a measurement")
     aggregate = _aggregate(per_case, label_map, is_3d)
     if not is_3d:
         counts = per_case.drop_duplicates("case")["source"].value_counts().to_dict()
@@ -299,8 +361,10 @@ def write_outputs(result: EvaluationResult, out_dir: Path) -> list[Path]:
     """Write per_case.csv, aggregate.csv and aggregate.md; return the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "per_case.csv", out_dir / "aggregate.csv", out_dir / "aggregate.md"]
-    result.per_case.to_csv(paths[0], index=False)
-    result.aggregate.to_csv(paths[1], index=False)
+    with writing(paths[0]):
+        result.per_case.to_csv(paths[0], index=False)
+    with writing(paths[1]):
+        result.aggregate.to_csv(paths[1], index=False)
     refs = (
         metrics.METRIC_REFERENCES
         if not result.is_3d
@@ -309,5 +373,6 @@ def write_outputs(result: EvaluationResult, out_dir: Path) -> list[Path]:
     lines = ["# Evaluation", "", markdown_table(result.aggregate), "", "## Notes", ""]
     lines += [f"- {n}" for n in result.notes]
     lines += ["", "## Reference implementations", ""] + [f"- **{k}**: {v}" for k, v in refs.items()]
-    paths[2].write_text("\n".join(lines) + "\n")
+    with writing(paths[2]):
+        paths[2].write_text("\n".join(lines) + "\n")
     return paths

@@ -10,9 +10,14 @@ from pathlib import Path
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 SHIM_NAME = "m2s_nnunet_trainers.py"
-_SHIM_SOURCE = '''"""Discovery shim for nnU-Net (written by m2s-nnunet): re-exports the installed trainers."""
+_SHIM_SOURCE = '''"""Discovery shim for nnU-Net (written by m2s-nnunet): re-exports the installed trainers and installs
+the guards of m2s_nnunet.nnunet_guards in nnU-Net's process."""
 
+from m2s_nnunet.nnunet_guards import install as _install_guards
 from m2s_nnunet.training import *  # noqa: F401,F403
+from m2s_nnunet.training import __all__  # noqa: F401
+
+_install_guards()
 '''
 
 
@@ -20,23 +25,28 @@ def ext_trainer_folder() -> Path:
     """The folder for ``nnUNet_extTrainer``.
 
     In a source checkout (``pip install -e .``) this is the repository's ``trainers/``. For a regular
-    install, the same two-line shim is written once to ``~/.m2s_nnunet/trainers``.
+    install, the same short shim is written to ``~/.m2s_nnunet/trainers`` (and rewritten when it is outdated).
     """
     repo_folder = Path(__file__).resolve().parents[1] / "trainers"
     if (repo_folder / SHIM_NAME).is_file():
         return repo_folder
     user_folder = Path.home() / ".m2s_nnunet" / "trainers"
     shim = user_folder / SHIM_NAME
-    if not shim.is_file():
+    if not shim.is_file() or shim.read_text() != _SHIM_SOURCE:
         user_folder.mkdir(parents=True, exist_ok=True)
         shim.write_text(_SHIM_SOURCE)
     return user_folder
 
 
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two spellings name the same folder (trailing slashes, '..', symbolic links)."""
+    return os.path.realpath(os.path.expanduser(str(a))) == os.path.realpath(os.path.expanduser(str(b)))
+
+
 def with_ext_trainer(env: dict[str, str]) -> dict[str, str]:
-    """Add our trainer folder to ``nnUNet_extTrainer`` (kept first, other entries preserved)."""
+    """Add our trainer folder to ``nnUNet_extTrainer`` (kept first, other entries preserved, no duplicates)."""
     folder = str(ext_trainer_folder())
-    parts = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and p != folder]
+    parts = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p and not same_folder(p, folder)]
     env["nnUNet_extTrainer"] = os.pathsep.join([folder, *parts])
     return env
 

@@ -1,13 +1,14 @@
 """Cross-validation summary of an nnU-Net results folder, with paired M2SNet-vs-baseline statistics.
 
 Reads only what nnU-Net itself writes (``fold_X/validation/summary.json``, ``fold_X/training_log_*.txt``,
-``crossval_results_folds_*/summary.json``, ``dataset.json``), so it works for any trainer. Missing or
-unfinished folds are listed in every output instead of being skipped silently.
+``crossval_results_folds_*/summary.json``, ``dataset.json``), so it works for any trainer. Missing,
+unfinished and broken folds (a truncated or malformed ``summary.json``, checked field by field in
+``m2s_nnunet.inputs.nnunet_json``) are listed in every output, with the file named, instead of being skipped
+silently or aborting the whole summary.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from m2s_nnunet.errors import UserError, writing
 from m2s_nnunet.evaluation import markdown_table
+from m2s_nnunet.inputs.nnunet_json import read_validation_summary
+from m2s_nnunet.inputs.textfiles import read_json
 
 METRICS = ("Dice", "IoU")
 FG = "fg mean"
@@ -24,14 +28,14 @@ LOG_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?: ?")
 NP_SCALAR = re.compile(r"np\.\w+\(([^()]*)\)")
 
 
-class SummaryError(Exception):
+class SummaryError(UserError):
     """The results folder cannot be summarised; the message says what is missing."""
 
 
 @dataclass
 class FoldResult:
     fold: str
-    status: str  # "ok", "missing" (no folder) or "incomplete" (no validation/summary.json)
+    status: str  # "ok", "missing" (no folder), "incomplete" (no validation/summary.json) or "broken" (unreadable)
     detail: str = ""
     mean: dict[str, dict[str, float]] = field(default_factory=dict)
     per_case: pd.DataFrame | None = None
@@ -49,6 +53,7 @@ class ModelResult:
     label_names: dict[str, str]
     crossval: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     expected: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unreadable side files (dataset.json, crossval, logs)
 
     @property
     def ok_folds(self) -> list[str]:
@@ -86,8 +91,12 @@ class SummaryResult:
 def find_dataset_dir(dataset: str, results: Path | None = None) -> Path:
     """Resolve ``501``, ``Dataset501`` or ``Dataset501_Name`` inside ``--results`` or ``$nnUNet_results``."""
     root = Path(results) if results else Path(os.environ.get("nnUNet_results", ""))
-    if not str(root) or not root.is_dir():
+    if results is None and not os.environ.get("nnUNet_results"):
         raise SummaryError("no results folder: pass --results DIR or set nnUNet_results")
+    if not root.is_dir():
+        where = "--results" if results is not None else "nnUNet_results"
+        raise SummaryError(f"{where} {root} is not an existing folder", fix="pass the nnUNet_results folder "
+                           "that holds DatasetXXX_Name/Trainer__Plans__Configuration")
     if (root / dataset).is_dir():
         return root / dataset
     m = re.fullmatch(r"(?:Dataset)?(\d+)(?:_.*)?", dataset)
@@ -142,20 +151,15 @@ def _case_name(prediction_file: str, file_ending: str) -> str:
     return name[: -len(file_ending)] if file_ending and name.endswith(file_ending) else name.split(".")[0]
 
 
-def _read_summary(path: Path, file_ending: str) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
-    data = json.loads(path.read_text())
-    mean = {str(k): {m: float(v.get(m, np.nan)) for m in METRICS} for k, v in data.get("mean", {}).items()}
-    mean[FG] = {m: float(data.get("foreground_mean", {}).get(m, np.nan)) for m in METRICS}
-    rows = []
-    for c in data.get("metric_per_case", []):
-        case = _case_name(c.get("prediction_file") or c.get("reference_file", "?"), file_ending)
-        for label, vals in c.get("metrics", {}).items():
-            rows.append({"case": case, "label": str(label), **{m: _nan(vals.get(m)) for m in METRICS}})
+def _read_summary(path: Path, file_ending: str, require_cases: bool = True
+                  ) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
+    """Per-label means (plus the fg mean) and per-case rows of a summary.json; UserError if it is malformed."""
+    data = read_validation_summary(path, require_cases)
+    mean = dict(data.mean)
+    mean[FG] = data.foreground_mean
+    rows = [{"case": _case_name(c["file"], file_ending), "label": c["label"], **{m: c[m] for m in METRICS}}
+            for c in data.cases]
     return mean, pd.DataFrame(rows, columns=["case", "label", *METRICS])
-
-
-def _nan(v: object) -> float:
-    return float("nan") if v is None else float(v)
 
 
 def _fold_status(fold_dir: Path) -> str:
@@ -172,10 +176,17 @@ def load_model(path: Path, expected_folds: list[str]) -> ModelResult:
     """Read one ``Trainer__Plans__Configuration`` folder; absent expected folds become 'missing'."""
     parts = path.name.split("__")
     trainer, plans, config = parts[0], "__".join(parts[1:-1]), parts[-1]
+    problems: list[str] = []
     ds_json = path / "dataset.json"
-    ds = json.loads(ds_json.read_text()) if ds_json.is_file() else {}
-    ending = ds.get("file_ending", "")
-    names = {str(v): k for k, v in ds.get("labels", {}).items() if not isinstance(v, list)}
+    ds: dict = {}
+    if ds_json.is_file():
+        try:
+            ds = read_json(ds_json, dict, "dataset.json")
+        except UserError as err:
+            problems.append(f"{err} (label names and case names may be incomplete)")
+    ending = ds.get("file_ending", "") if isinstance(ds.get("file_ending", ""), str) else ""
+    labels = ds.get("labels", {}) if isinstance(ds.get("labels", {}), dict) else {}
+    names = {str(v): str(k) for k, v in labels.items() if not isinstance(v, list | dict)}
     present = sorted(p.name[5:] for p in path.glob("fold_*") if p.is_dir())
     folds: dict[str, FoldResult] = {}
     for fold in expected_folds + [f for f in present if f not in expected_folds]:
@@ -183,18 +194,30 @@ def load_model(path: Path, expected_folds: list[str]) -> ModelResult:
         if not fdir.is_dir():
             folds[fold] = FoldResult(fold, "missing", "no fold folder")
             continue
-        logs = sorted(fdir.glob("training_log_*.txt"))
-        log = parse_training_log(logs) if logs else None
+        logs = sorted(p for p in fdir.glob("training_log_*.txt") if p.is_file())
+        try:
+            log = parse_training_log(logs) if logs else None
+        except OSError as err:
+            problems.append(f"cannot read the training log of fold {fold}: {err}")
+            log = None
         summ = fdir / "validation" / "summary.json"
         if not summ.is_file():
             folds[fold] = FoldResult(fold, "incomplete", _fold_status(fdir), log=log)
             continue
-        mean, per_case = _read_summary(summ, ending)
+        try:
+            mean, per_case = _read_summary(summ, ending)
+        except UserError as err:
+            folds[fold] = FoldResult(fold, "broken", str(err).replace("\n", " "), log=log)
+            continue
         folds[fold] = FoldResult(fold, "ok", f"{per_case['case'].nunique()} cases", mean, per_case, log)
-    model = ModelResult(path.name, trainer, plans, config, path, folds, names, expected=list(expected_folds))
+    model = ModelResult(path.name, trainer, plans, config, path, folds, names, expected=list(expected_folds),
+                        problems=problems)
     for cv in sorted(path.glob("crossval_results_folds_*")):
         if (cv / "summary.json").is_file():
-            model.crossval[cv.name] = _read_summary(cv / "summary.json", ending)[0]
+            try:
+                model.crossval[cv.name] = _read_summary(cv / "summary.json", ending, require_cases=False)[0]
+            except UserError as err:
+                problems.append(f"{err} (nnU-Net's cross-validation result is left out)".replace("\n", " "))
     return model
 
 
@@ -420,6 +443,7 @@ def summarize(
     models = load_models(ds_dir, folds)
     notes = []
     for m in models:
+        notes += [f"PROBLEM: {m.name}: {p}" for p in m.problems]
         for f, r in m.folds.items():
             if r.status != "ok":
                 notes.append(f"{r.status.upper()}: {m.name} fold {f}: {r.detail}")
@@ -482,7 +506,8 @@ def write_outputs(res: SummaryResult, out_dir: Path) -> list[Path]:
     written = []
 
     def csv(df: pd.DataFrame, name: str) -> None:
-        df.to_csv(out_dir / name, index=False)
+        with writing(out_dir / name):
+            df.to_csv(out_dir / name, index=False)
         written.append(out_dir / name)
 
     csv(res.folds_table, "folds.csv")
@@ -499,7 +524,8 @@ def write_outputs(res: SummaryResult, out_dir: Path) -> list[Path]:
     plots = [p for p in plots if p is not None]
     written += plots
     md = out_dir / "summary.md"
-    md.write_text(_markdown(res, plots))
+    with writing(md):
+        md.write_text(_markdown(res, plots))
     written.append(md)
     return written
 
@@ -585,7 +611,8 @@ def plot_folds(res: SummaryResult, path: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with writing(path):
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -612,7 +639,8 @@ def plot_paired(c: Comparison, path: Path) -> Path | None:
     ax2.set_ylabel(f"{cols} difference (A - B)")
     fig.suptitle(f"A = {short[c.a]} vs B = {short[c.b]}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with writing(path):
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -642,6 +670,7 @@ def plot_training_curves(models: list[ModelResult], path: Path) -> Path | None:
         axes[1, j].set_xlabel("epoch")
         axes[1, j].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with writing(path):
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -5,16 +5,28 @@ Resolution order, the same for both: an explicit file (argument, then environmen
 for torchvision), and finally a download for users who are online. When nothing works we fail fast with
 a message that says which file is missing, where to put it and which variable to set; training from
 scratch is an explicit opt-out (``pretrained=False``, ``M2S_NNUNET_PRETRAINED=0`` or a ``_scratch`` trainer).
+
+A file that is found is also checked (not empty, a complete safetensors/torch container), so an empty or
+garbage file fails here with the file and the variable named, not later as an unpickling error. Before a
+download, a quick connection test tells an offline machine apart in milliseconds, instead of the half minute
+of retries of the download libraries.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from m2s_nnunet.errors import UserError
 
 PRETRAINED_ENV = "M2S_NNUNET_PRETRAINED"
 ENCODER_WEIGHTS_ENV = "M2S_NNUNET_ENCODER_WEIGHTS"
@@ -24,14 +36,19 @@ _FALSE = {"0", "false", "f", "no", "off"}
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
-class MissingWeightsError(RuntimeError):
+class MissingWeightsError(UserError, RuntimeError):
     """Pretrained weights are required but could not be found locally nor downloaded."""
+
+
+class BadWeightsFileError(MissingWeightsError):
+    """A weights file was found but cannot be used (empty, truncated, not a state dict container)."""
 
 
 @dataclass(frozen=True)
 class WeightFile:
     path: Path
     origin: str  # "argument", "environment", "weights dir", "cache" or "download"
+    variable: str | None = None  # the environment variable that pointed at it, if any
 
 
 def pretrained_enabled() -> bool:
@@ -48,7 +65,7 @@ def _explicit(path: str | os.PathLike | None, env_var: str) -> WeightFile | None
     if env:
         if not Path(env).is_file():
             raise MissingWeightsError(f"{env_var}='{env}' does not point to an existing file")
-        return WeightFile(Path(env), "environment")
+        return WeightFile(Path(env), "environment", env_var)
     return None
 
 
@@ -60,12 +77,86 @@ def _in_weights_dir(stems: list[str]) -> WeightFile | None:
         for suffix in _SUFFIXES:
             candidate = Path(folder) / f"{stem}{suffix}"
             if candidate.is_file():
-                return WeightFile(candidate, "weights dir")
+                return WeightFile(candidate, "weights dir", WEIGHTS_DIR_ENV)
     return None
+
+
+def check_weight_file(found: WeightFile) -> WeightFile:
+    """Refuse an empty, truncated or foreign file cheaply (headers only), naming the file and where it came from."""
+    problem = _container_problem(found.path)
+    if problem is None:
+        return found
+    where = {"argument": "given as argument", "cache": "in the library cache", "download": "just downloaded"}
+    source = f"set by {found.variable}" if found.variable else where.get(found.origin, found.origin)
+    fix = ("replace it with the original file (see `m2s-nnunet doctor` for where to get it)"
+           + (f", or unset {found.variable}" if found.variable else "")
+           + ("; delete it so that it is downloaded again" if found.origin in ("cache", "download") else ""))
+    raise BadWeightsFileError(f"unusable weights file ({source}): {problem}", found.path, fix)
+
+
+def _container_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if path.suffix == ".safetensors":
+            if len(head) < 8:
+                return "too short to be a safetensors file"
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8 or n > 100_000_000:
+                return "not a safetensors file (bad header length; truncated or another format)"
+            try:
+                meta = json.loads(fh.read(n))
+            except ValueError:
+                return "not a safetensors file (unreadable header)"
+            ends = [v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__" and isinstance(v, dict)]
+            if 8 + n + max(ends, default=0) > size:
+                return "truncated safetensors file (its tensors end after the end of the file)"
+            return None
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                zf.infolist()
+        except (zipfile.BadZipFile, OSError):
+            return "truncated or damaged torch file (its zip directory is unreadable)"
+        return None
+    if head[:1] == b"\x80":  # legacy (pre-1.6) torch.save pickle
+        return None
+    return "neither a safetensors nor a torch (.pth) file"
 
 
 def _offline() -> bool:
     return any(os.environ.get(v, "0").lower() in {"1", "true", "yes"} for v in ("HF_HUB_OFFLINE", "M2S_NNUNET_OFFLINE"))
+
+
+_REACHABLE: dict[tuple[str, int], bool] = {}
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the server of ``url`` (or to the configured HTTPS proxy) opens.
+
+    Offline machines answer in milliseconds (name resolution fails), so the download libraries' retries are
+    skipped. The answer is cached per server for the life of the process.
+    """
+    proxy = next((os.environ[v] for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(v)), None)
+    target = urlparse(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else url)
+    if not target.hostname:
+        return True  # nothing to test: let the download report its own error
+    key = (target.hostname, target.port or (443 if target.scheme == "https" else 80))
+    if key not in _REACHABLE:
+        try:
+            socket.create_connection(key, timeout=timeout).close()
+            _REACHABLE[key] = True
+        except OSError:
+            _REACHABLE[key] = False
+    return _REACHABLE[key]
+
+
+def _unreachable_reason(url: str) -> str:
+    return (f"no network: {urlparse(url).hostname} cannot be reached (on an offline machine set HF_HUB_OFFLINE=1, "
+            "and provide the file as described below)")
 
 
 def _missing_message(what: str, file_hint: str, env_var: str, stem: str, reason: str, scratch_hint: str) -> str:
@@ -86,7 +177,7 @@ def resolve_encoder_weights(encoder_name: str, path: str | os.PathLike | None = 
 
     found = _explicit(path, ENCODER_WEIGHTS_ENV) or _in_weights_dir([encoder_name])
     if found:
-        return found
+        return check_weight_file(found)
     cfg = timm.models.get_pretrained_cfg(encoder_name)
     hf_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     url = getattr(cfg, "url", None) if cfg is not None else None
@@ -97,13 +188,16 @@ def resolve_encoder_weights(encoder_name: str, path: str | os.PathLike | None = 
         for filename in candidates:
             cached = try_to_load_from_cache(hf_id, filename)
             if isinstance(cached, str) and Path(cached).is_file():
-                return WeightFile(Path(cached), "cache")
+                return check_weight_file(WeightFile(Path(cached), "cache"))
     if url:
         cached_file = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
         if cached_file.is_file():
-            return WeightFile(cached_file, "cache")
+            return check_weight_file(WeightFile(cached_file, "cache"))
     reason = "offline mode" if _offline() else "downloads disabled"
-    if allow_download and not _offline():
+    server = os.environ.get("HF_ENDPOINT", "https://huggingface.co") if hf_id else url
+    if allow_download and not _offline() and server and not reachable(server):
+        reason = _unreachable_reason(server)
+    elif allow_download and not _offline():
         try:
             if hf_id:
                 from huggingface_hub import hf_hub_download
@@ -134,12 +228,14 @@ def resolve_vgg16_weights(path: str | os.PathLike | None = None, allow_download:
     filename = Path(url).name  # vgg16-397923af.pth
     found = _explicit(path, VGG16_WEIGHTS_ENV) or _in_weights_dir([Path(filename).stem, "vgg16"])
     if found:
-        return found
+        return check_weight_file(found)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if cached.is_file():
-        return WeightFile(cached, "cache")
+        return check_weight_file(WeightFile(cached, "cache"))
     reason = "offline mode" if _offline() else "downloads disabled"
-    if allow_download and not _offline():
+    if allow_download and not _offline() and not reachable(url):
+        reason = _unreachable_reason(url)
+    elif allow_download and not _offline():
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(url, str(cached), progress=True)
@@ -158,11 +254,15 @@ def resolve_vgg16_weights(path: str | os.PathLike | None = None, allow_download:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from .safetensors or a torch file (unwrapping 'state_dict'/'model' containers)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - safetensors, zip and unpickling errors all mean "unusable file"
+        raise BadWeightsFileError(f"cannot read the weights ({type(err).__name__}: {str(err)[:200]})", path,
+                                  "replace it with the original file (see `m2s-nnunet doctor`)") from err
     for key in ("state_dict", "model", "network_weights"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

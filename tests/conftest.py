@@ -38,3 +38,27 @@ def offline_caches(tmp_path, monkeypatch):
 def pytest_report_header(config):
     return [f"shared data: {SHARED_DATA} ({'present' if SHARED_DATA.is_dir() else 'absent'})",
             f"threads: {os.cpu_count()} cores"]
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """An existing folder this process cannot write into: chmod 555 for normal users; root ignores permission
+    bits, so there the read-only ``/sys`` stands in. Skips where neither is available."""
+    import tempfile
+
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    folder = Path("/sys")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder)
+    except OSError:
+        yield folder
+        return
+    os.close(fd)
+    os.unlink(probe)
+    pytest.skip("no read-only folder available as root")

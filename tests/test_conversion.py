@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2s_nnunet import cli_analysis, conversion
+from m2s_nnunet import cli, cli_analysis, conversion
 from m2s_nnunet.conversion import ConversionError, ConvertOptions, convert
 
 H, W = 20, 28
@@ -331,9 +331,9 @@ def test_cli_convert(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "Dataset007_Cli" in out and "3 training" in out and "0/255 -> 0/1" in out
-    args = parser.parse_args(argv)
-    assert args.func(args) == 1
-    assert "already exists" in capsys.readouterr().err
+    assert cli.main(argv) == 2  # a refusal: one message, exit code 2, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("m2s-nnunet convert: error:") and "already exists" in err and "Traceback" not in err
 
 
 def test_nnunet_style_image_names_pair_with_plain_label_names(tmp_path):
@@ -343,3 +343,243 @@ def test_nnunet_style_image_names_pair_with_plain_label_names(tmp_path):
     convert(opts(img, msk, tmp_path / "raw"))
     ds = tmp_path / "raw" / "Dataset501_Test"
     assert sorted(p.name for p in (ds / "imagesTr").iterdir()) == ["case00_0000.png", "case01_0000.png"]
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs (issue 10)
+def _truncate(path: Path, fraction: float = 0.6) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif"])
+@pytest.mark.parametrize("which", ["image", "mask"])
+def test_truncated_pictures_are_refused_before_anything_is_written(tmp_path, ext, which):
+    img, msk = make_folder(tmp_path / "src", img_ext=ext, mask_ext=".png" if ext == ".jpg" else ext)
+    bad = (img if which == "image" else msk) / f"case02{ext if which == 'image' or ext != '.jpg' else '.png'}"
+    _truncate(bad)
+    with pytest.raises(ConversionError, match=rf"(?s)unreadable files.*{bad.name}: corrupt or truncated"):
+        convert(opts(img, msk, tmp_path / "raw"))
+    assert not (tmp_path / "raw").exists() or not list((tmp_path / "raw").iterdir())
+
+
+def test_png_with_damaged_data_is_refused_not_copied(tmp_path):
+    img, msk = make_folder(tmp_path / "src", img_ext=".png")
+    data = bytearray((img / "case01.png").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the pixel data: the header still reads fine
+    (img / "case01.png").write_bytes(bytes(data))
+    with pytest.raises(ConversionError, match=r"(?s)case01\.png: corrupt or truncated"):
+        convert(opts(img, msk, tmp_path / "raw"))
+
+
+def test_jpeg_named_png_is_written_as_a_real_png(tmp_path):
+    img, msk = make_folder(tmp_path / "src", img_ext=".jpg")
+    for p in img.iterdir():
+        p.rename(p.with_suffix(".png"))  # JPEG bytes behind a .png name
+    convert(opts(img, msk, tmp_path / "raw"))
+    written = tmp_path / "raw" / "Dataset501_Test" / "imagesTr" / "case00_0000.png"
+    assert Image.open(written).format == "PNG"
+    assert np.array_equal(np.asarray(Image.open(written)), np.asarray(Image.open(img / "case00.png")))
+
+
+def test_multipage_tiff_is_refused(tmp_path):
+    img, msk = make_folder(tmp_path / "src", img_ext=".tif", mode="L")
+    page = Image.open(img / "case01.tif")
+    page.save(img / "case01.tif", save_all=True, append_images=[page.copy()])
+    with pytest.raises(ConversionError, match=r"(?s)case01\.tif.*2 pages"):
+        convert(opts(img, msk, tmp_path / "raw"))
+
+
+def test_32bit_integer_images_are_never_clipped(tmp_path):
+    img, msk = make_folder(tmp_path / "src", img_ext=".tif", mode="L")
+    fits = np.arange(H * W, dtype=np.int32).reshape(H, W) * 100  # up to 55900: fits 16 bits
+    Image.fromarray(fits).save(img / "case00.tif")
+    Image.fromarray(fits * 3).save(img / "case01.tif")  # up to 167700: does not
+    with pytest.raises(ConversionError, match=r"(?s)do not fit a 16-bit PNG.*case01\.tif: 32-bit integer pixel"):
+        convert(opts(img, msk, tmp_path / "raw"))
+    Image.fromarray(fits).save(img / "case01.tif")
+    convert(opts(img, msk, tmp_path / "raw"))
+    out = np.asarray(Image.open(tmp_path / "raw" / "Dataset501_Test" / "imagesTr" / "case00_0000.png"))
+    assert out.dtype == np.uint16 and np.array_equal(out, fits)
+
+
+def test_16bit_grey_images_are_not_squeezed_into_rgb(tmp_path):
+    img, msk = make_folder(tmp_path / "src", img_ext=".png", mode="L")
+    Image.fromarray((np.arange(H * W).reshape(H, W) * 90).astype(np.uint16)).save(img / "case01.png")
+    with pytest.raises(ConversionError, match=r"(?s)16/32-bit grey images cannot become RGB.*case01\.png"):
+        convert(opts(img, msk, tmp_path / "raw", channels="rgb"))
+
+
+def test_limit_folds_and_splits_values_that_were_silently_accepted(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=4)
+    for kw, message in (({"limit": -1}, "--limit -1"), ({"limit": 0}, "--limit 0"), ({"folds": 0}, "--folds 0"),
+                        ({"folds": 1}, "--folds 1"), ({"resize": (0, 8)}, "--resize"),
+                        ({"geometry_tol": -1.0}, "--geometry-tol")):
+        with pytest.raises(ConversionError, match=message):
+            convert(opts(img, msk, tmp_path / "raw", **kw))
+    cases = ["case00", "case01", "case02", "case03"]
+    bad_splits = {
+        "the val list is empty": [{"train": cases, "val": []}],
+        r"in neither train nor val: case03": [{"train": cases[:2], "val": cases[2:3]}],
+        "expected": [{"train": "case00", "val": cases[1:]}],  # a string would be iterated letter by letter
+        "names a case twice": [{"train": cases[:2] + ["case00"], "val": cases[2:]}],
+        "holds no fold": [],
+    }
+    for message, content in bad_splits.items():
+        path = tmp_path / "splits.json"
+        path.write_text(json.dumps(content))
+        with pytest.raises(ConversionError, match=message):
+            convert(opts(img, msk, tmp_path / "raw", splits=path))
+    (tmp_path / "splits.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00garbage")
+    with pytest.raises(ConversionError, match=r"splits\.json.*not UTF-8"):
+        convert(opts(img, msk, tmp_path / "raw", splits=tmp_path / "splits.json"))
+    assert not (tmp_path / "raw").exists() or not list((tmp_path / "raw").iterdir())
+
+
+def test_binary_test_list_is_named(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=3)
+    test_list = tmp_path / "test.txt"
+    test_list.write_bytes(bytes(range(256)))
+    with pytest.raises(ConversionError, match=r"test\.txt.*not UTF-8"):
+        convert(opts(img, msk, tmp_path / "raw", test_list=test_list))
+
+
+def test_one_stray_label_value_names_its_mask_only(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=30)
+    stray = _mask(29)
+    stray[0, 0] = 7
+    Image.fromarray(stray).save(msk / "case29.png")
+    with pytest.raises(ConversionError) as err:
+        convert(opts(img, msk, tmp_path / "raw"))
+    message = str(err.value)
+    assert "1 mask(s)" in message and "case29.png: [7]" in message and "most masks are 0/255" in message
+    assert "case00.png" not in message
+
+
+def test_overwrite_never_deletes_files_it_did_not_write(tmp_path):
+    img, msk = make_folder(tmp_path / "src")
+    convert(opts(img, msk, tmp_path / "raw"))
+    ds = tmp_path / "raw" / "Dataset501_Test"
+    (ds / "my_notes.txt").write_text("weeks of work")
+    (ds / "labelsTr" / "case00_corrected.png").write_bytes((ds / "labelsTr" / "case00.png").read_bytes())
+    before = _tree_digest(ds)
+    with pytest.raises(ConversionError, match=r"(?s)would delete 2 file.*case00_corrected\.png.*my_notes\.txt"):
+        convert(opts(img, msk, tmp_path / "raw", overwrite=True))
+    assert _tree_digest(ds) == before
+    (ds / "my_notes.txt").unlink()
+    (ds / "labelsTr" / "case00_corrected.png").unlink()
+    convert(opts(img, msk, tmp_path / "raw", overwrite=True, resize=(10, 10)))
+    assert Image.open(ds / "imagesTr" / "case00_0000.png").size == (10, 10)
+
+
+def test_folder_mixing_nifti_and_pictures_is_refused(tmp_path):
+    img, lab = _write_volumes(tmp_path / "msd")
+    extra_img, extra_msk = make_folder(tmp_path / "src", n=2, img_ext=".png")
+    for p in extra_img.iterdir():
+        p.rename(img / p.name)
+    with pytest.raises(ConversionError, match=r"(?s)holds both NIfTI volumes.*and 2D pictures.*case00\.png"):
+        convert(opts(img, lab, tmp_path / "raw", modality="CT"))
+
+
+def test_broken_symlink_is_named_and_links_are_followed(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=3)
+    elsewhere = tmp_path / "elsewhere.jpg"
+    (img / "case01.jpg").rename(elsewhere)
+    (img / "case01.jpg").symlink_to(elsewhere)
+    convert(opts(img, msk, tmp_path / "raw"))
+    assert elsewhere.is_file() and (tmp_path / "raw" / "Dataset501_Test" / "imagesTr" / "case01_0000.png").is_file()
+    (img / "case02.jpg").unlink()
+    (img / "case02.jpg").symlink_to(tmp_path / "gone.jpg")
+    with pytest.raises(ConversionError, match=r"broken symbolic link.*case02\.jpg"):
+        convert(opts(img, msk, tmp_path / "raw2"))
+
+
+def test_unwritable_output_is_refused_before_any_work(tmp_path, readonly_dir, monkeypatch):
+    img, msk = make_folder(tmp_path / "src")
+    scanned = []
+    monkeypatch.setattr(conversion, "_scan_2d", lambda *a: scanned.append(1))
+    with pytest.raises(ConversionError, match=rf"(?s){readonly_dir}.*not writable"):
+        convert(opts(img, msk, readonly_dir / "raw"))
+    assert not scanned
+
+
+def _nifti_set(root: Path, n: int = 3) -> tuple[Path, Path]:
+    return _write_volumes(root, n=n, label_spacing=(1.0, 1.0, 2.0))
+
+
+def test_truncated_nifti_is_refused(tmp_path):
+    img, lab = _nifti_set(tmp_path / "msd")
+    _truncate(img / "vol_001.nii.gz", 0.7)
+    with pytest.raises(ConversionError, match=r"(?s)unreadable volumes.*vol_001\.nii\.gz.*(truncated|damaged)"):
+        convert(opts(img, lab, tmp_path / "raw", modality="CT"))
+
+
+def test_non_finite_voxels_are_refused(tmp_path):
+    import SimpleITK as sitk
+
+    img, lab = _nifti_set(tmp_path / "msd")
+    vol = sitk.ReadImage(str(img / "vol_000.nii.gz"))
+    arr = sitk.GetArrayFromImage(vol)
+    arr[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    bad = sitk.GetImageFromArray(arr)
+    bad.CopyInformation(vol)
+    sitk.WriteImage(bad, str(img / "vol_000.nii.gz"))
+    with pytest.raises(ConversionError, match=r"(?s)NaN/infinite.*vol_000\.nii\.gz: 3 of 720 voxel"):
+        convert(opts(img, lab, tmp_path / "raw", modality="CT"))
+
+
+def test_label_within_geometry_tolerance_gets_the_image_geometry(tmp_path):
+    import SimpleITK as sitk
+    from nnunetv2.experiment_planning.verify_dataset_integrity import check_cases
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    img, lab = _write_volumes(tmp_path / "msd", label_spacing=(1.0, 1.0, 2.0005))  # within --geometry-tol 1e-3
+    report = convert(opts(img, lab, tmp_path / "raw", modality="CT"))
+    ds = tmp_path / "raw" / "Dataset501_Test"
+    image, label = (sitk.ReadImage(str(ds / d / f)) for d, f in (("imagesTr", "vol_002_0000.nii.gz"),
+                                                                   ("labelsTr", "vol_002.nii.gz")))
+    assert label.GetSpacing() == image.GetSpacing()
+    assert any("written with the image's geometry: vol_002.nii.gz" in w for w in report.warnings)
+    assert check_cases([str(ds / "imagesTr" / "vol_002_0000.nii.gz")], str(ds / "labelsTr" / "vol_002.nii.gz"), 1,
+                       SimpleITKIO)
+
+
+def test_reconverting_after_preprocessing_refuses_clashing_splits_up_front(tmp_path, monkeypatch):
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import _maybe_copy_splits_file
+
+    img, msk = make_folder(tmp_path / "src", n=6)
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
+    convert(opts(img, msk, tmp_path / "raw", folds=2))
+    ds = tmp_path / "raw" / "Dataset501_Test"
+    pre = tmp_path / "pre" / "Dataset501_Test"
+    pre.mkdir(parents=True)
+    _maybe_copy_splits_file(str(ds / "splits_final.json"), str(pre / "splits_final.json"))  # what planning did
+    before = _tree_digest(ds)
+    with pytest.raises(ConversionError, match=r"(?s)pre/Dataset501_Test/splits_final\.json.*--install-splits"):
+        convert(opts(img, msk, tmp_path / "raw", folds=3, overwrite=True))
+    assert _tree_digest(ds) == before
+    report = convert(opts(img, msk, tmp_path / "raw", folds=3, overwrite=True, install_splits=True))
+    assert report.next_steps[0].startswith("installed")
+    _maybe_copy_splits_file(str(ds / "splits_final.json"), str(pre / "splits_final.json"))  # no AssertionError now
+    assert len(json.loads((pre / "splits_final.json").read_text())) == 3
+
+
+def test_stale_partial_folders_of_killed_runs_are_cleaned_and_reported(tmp_path):
+    import subprocess
+    import sys
+
+    img, msk = make_folder(tmp_path / "src")
+    convert(opts(img, msk, tmp_path / "raw"))
+    ds = tmp_path / "raw" / "Dataset501_Test"
+    before = _tree_digest(ds)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    partial = tmp_path / "raw" / f".Dataset501_Test.partial-{pid}"
+    (partial / "imagesTr").mkdir(parents=True)
+    report = convert(opts(img, msk, tmp_path / "raw", overwrite=True))
+    assert not partial.exists() and any("interrupted" in w and str(pid) in w for w in report.warnings)
+    # killed between the two renames: the old dataset sits aside and no dataset is visible -> put back
+    ds.rename(tmp_path / "raw" / f".Dataset501_Test.old-{pid}")
+    report = convert(opts(img, msk, tmp_path / "raw", overwrite=True))
+    assert any(f"restored {ds}" in w for w in report.warnings)
+    assert _tree_digest(ds) == before
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == ["Dataset501_Test"]

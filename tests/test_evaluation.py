@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2s_nnunet import cli_analysis, evaluation, metrics
+from m2s_nnunet import cli, cli_analysis, evaluation, metrics
 
 H, W = 24, 32
 
@@ -137,5 +137,115 @@ def test_cli_evaluate_writes_outputs(tmp_path, capsys):
         assert (tmp_path / "ev" / name).stat().st_size > 0
     out = capsys.readouterr().out
     assert "mDice" in out and "py_sod_metrics.WeightedFmeasure" in out
-    args = parser.parse_args(["evaluate", str(pred_dir), str(tmp_path / "nope")])
-    assert args.func(args) == 1
+    assert cli.main(["evaluate", str(pred_dir), str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "reference folder does not exist" in err and str(tmp_path / "nope") in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs (issue 10)
+def test_16bit_0_65535_masks_score_like_0_1_masks(tmp_path):
+    pred_dir, gt_dir, arrays = _make_folders(tmp_path)
+    expected = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False).per_case["nnunet_Dice"]
+    (pred_dir / "a.npz").unlink()
+    for k in "abcd":  # 16-bit predictions against nnU-Net's 0/1 references
+        Image.fromarray(arrays[k].astype(np.uint16) * 65535).save(pred_dir / f"{k}.png")
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    assert res.per_case["label"].tolist() == [1, 1, 1, 1]
+    assert res.per_case["nnunet_Dice"].tolist() == pytest.approx(expected.tolist(), nan_ok=True)
+    assert res.per_case.set_index("case").loc["a", "nnunet_Dice"] == pytest.approx(0.75)
+    for k in "abcd":  # and 16-bit references too
+        Image.fromarray(arrays["gt_" + k].astype(np.uint16) * 65535).save(gt_dir / f"{k}.png")
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1"], progress=False)
+    assert res.per_case["nnunet_Dice"].tolist() == pytest.approx(expected.tolist(), nan_ok=True)
+
+
+def test_grey_probability_png_without_soft_png_is_refused_with_the_flag_named(tmp_path):
+    pred_dir, gt_dir, arrays = _make_folders(tmp_path)
+    (pred_dir / "a.npz").unlink()
+    _save(pred_dir / "a.png", np.clip(arrays["a"] * 200 + np.arange(W)[None, :], 0, 255))  # grey 0..255 map
+    with pytest.raises(evaluation.EvaluationError, match=r"(?s)a\.png: prediction holds value.*--soft-png"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, soft_png=True, progress=False)
+    assert res.per_case.set_index("case").loc["a", "source"] == "grey map"
+
+
+def test_stale_dataset_json_or_wrong_labels_never_score_absent_labels(tmp_path):
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    (pred_dir / "dataset.json").write_text('{"labels": {"background": 0, "liver": 7}}')
+    with pytest.raises(evaluation.EvaluationError, match=r"(?s)holds value\(s\) \[1\].*\[7\].*stale"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    (pred_dir / "dataset.json").unlink()
+    with pytest.raises(evaluation.EvaluationError, match=r"(?s)holds value\(s\) \[1\].*--labels"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, labels=["7"], progress=False)
+    with pytest.raises(evaluation.EvaluationError, match=r"a\.npz: holds 2 class map\(s\) but 8 are needed"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1", "7"], progress=False)
+    (pred_dir / "a.npz").unlink()
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1", "7"], progress=False)
+    assert any("[7] occur in no reference and no prediction" in n for n in res.notes)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"PK\x03\x04 not really a zip", "not a readable .npz"),
+    ("nan", "NaN or infinite"),
+    ("one_channel", "holds 1 class map"),
+    ("logits", "not probabilities"),
+    ("no_key", "no 'probabilities' array"),
+])
+def test_bad_npz_files_are_named(tmp_path, content, message):
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    npz = pred_dir / "a.npz"
+    prob = np.full((2, 1, H, W), 0.5, np.float32)
+    if isinstance(content, bytes):
+        npz.write_bytes(content)
+    elif content == "nan":
+        prob[1, 0, 3, 3] = np.nan
+        np.savez(npz, probabilities=prob)
+    elif content == "one_channel":
+        np.savez(npz, probabilities=prob[1:])
+    elif content == "logits":
+        np.savez(npz, probabilities=prob * 8 - 2)
+    else:
+        np.savez(npz, something_else=prob)
+    with pytest.raises(evaluation.EvaluationError, match=rf"(?s)a\.npz: .*{message}"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+
+
+@pytest.mark.parametrize("content", ['{"labels": {"background": 0, "polyp": 1', "[1, 2]", '{"labels": {"polyp": "1"}}',
+                                     '{"name": "no labels"}'])
+def test_corrupt_dataset_json_is_named(tmp_path, content):
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    (pred_dir / "dataset.json").write_text(content)
+    with pytest.raises(evaluation.EvaluationError, match=r"(?s)pred/dataset\.json: .*--labels"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+
+
+def test_truncated_and_garbage_label_files_are_named(tmp_path):
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    data = (gt_dir / "b.png").read_bytes()
+    (gt_dir / "b.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(evaluation.EvaluationError, match=r"b\.png: corrupt or truncated"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1"], progress=False)
+    (gt_dir / "b.png").write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(evaluation.EvaluationError, match=r"b\.png: not an image"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1"], progress=False)
+
+
+def test_unwritable_output_is_refused_before_scoring(tmp_path, readonly_dir, capsys, monkeypatch):
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    monkeypatch.setattr(evaluation, "evaluate_folder", lambda *a, **k: pytest.fail("scored before the check"))
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), "-o", str(readonly_dir / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "not writable" in err and str(readonly_dir) in err and "Traceback" not in err
+
+
+def test_full_disk_while_writing_names_the_file(tmp_path, capsys):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    pred_dir, gt_dir, _ = _make_folders(tmp_path)
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "per_case.csv").symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "per_case.csv" in err and "disk is full" in err

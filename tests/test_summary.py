@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m2s_nnunet import cli_analysis, summary
+from m2s_nnunet import cli, cli_analysis, summary
 
 CASES = [f"case_{i:02d}" for i in range(20)]
 EMPTY = "case_07"  # empty prediction + empty reference: NaN Dice in nnU-Net's convention
@@ -195,8 +195,9 @@ def test_outputs_written_and_missing_fold_reported(results, tmp_path, capsys):
     assert "INCOMPLETE" in md and "![folds_dice](folds_dice.png)" in md
     text = capsys.readouterr().out
     assert "MISSING" in text and "Paired comparison" in text and "±" in text
-    args = parser.parse_args(["summarize", "999", "--results", str(results)])
-    assert args.func(args) == 1
+    assert cli.main(["summarize", "999", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
 
 
 def test_two_labels_get_fg_mean_rows(tmp_path):
@@ -227,3 +228,50 @@ def test_two_labels_get_fg_mean_rows(tmp_path):
     assert list(stats.index) == ["1 (ggo)", "2 (cons)", "fg mean"]
     assert stats.loc["fg mean", "mean diff"] == pytest.approx(0.1)
     assert stats.loc["2 (cons)", "n"] == 3
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs (issue 10)
+BROKEN_SUMMARIES = {
+    "truncated": lambda text: text[: len(text) // 2],
+    "empty object": lambda text: "{}",
+    "a list": lambda text: "[1, 2]",
+    "string entries": lambda text: json.dumps({"mean": "0.5", "foreground_mean": {}, "metric_per_case": ["x"]}),
+    "non-numeric Dice": lambda text: text.replace('"Dice": 0.', '"Dice": "0.').replace(', "IoU"', '", "IoU"'),
+    "Dice out of range": lambda text: json.dumps({**json.loads(text), "mean": {"1": {"Dice": 1.7}}}),
+    "binary garbage": lambda text: "\udcff\x00\x01",
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_SUMMARIES))
+def test_a_broken_fold_summary_is_reported_and_the_others_are_summarised(results, tmp_path, capsys, kind):
+    model = results / "Dataset777_Fake" / "nnUNetTrainer__nnUNetPlans__2d"
+    path = model / "fold_2" / "validation" / "summary.json"
+    text = path.read_text()
+    broken = BROKEN_SUMMARIES[kind](text)
+    path.write_bytes(broken.encode("utf-8", "surrogateescape"))
+    res = summary.summarize("777", results)
+    assert model.name in res.model_table["model"].tolist()
+    row = res.model_table.set_index("model").loc[model.name]
+    assert row["folds_ok"] == "4/5"  # the broken fold is not counted, the four others are summarised
+    assert res.models[[m.name for m in res.models].index(model.name)].folds["2"].status == "broken"
+    assert any(n.startswith(f"BROKEN: {model.name} fold 2: {path}") for n in res.notes)
+    assert cli.main(["summarize", "777", "--results", str(results), "-o", str(tmp_path / "out")]) == 0
+    assert f"BROKEN: {model.name} fold 2: {path}" in capsys.readouterr().out
+
+
+def test_broken_dataset_json_and_crossval_summary_become_notes(results):
+    model = results / "Dataset777_Fake" / "nnUNetTrainer__nnUNetPlans__2d"
+    (model / "dataset.json").write_text('{"labels": ')
+    (model / "crossval_results_folds_0_1_2_3_4" / "summary.json").write_text("[]")
+    res = summary.summarize("777", results)
+    problems = [n for n in res.notes if n.startswith("PROBLEM")]
+    assert any("dataset.json" in n and "not valid JSON" in n for n in problems)
+    assert any("crossval_results_folds_0_1_2_3_4/summary.json" in n for n in problems)
+    assert res.model_table.set_index("model").loc[model.name, "folds_ok"] == "5/5"
+
+
+def test_unwritable_summary_output_is_refused_before_work(results, readonly_dir, capsys, monkeypatch):
+    monkeypatch.setattr(summary, "summarize", lambda *a, **k: pytest.fail("summarised before the check"))
+    assert cli.main(["summarize", "777", "--results", str(results), "-o", str(readonly_dir / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "not writable" in err and "Traceback" not in err

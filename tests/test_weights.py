@@ -159,3 +159,70 @@ def test_missing_vgg16_gives_an_actionable_error(offline_caches):
     message = str(info.value)
     for needle in ("VGG16", "vgg16-397923af.pth", "M2S_NNUNET_VGG16_WEIGHTS", "M2SNetTrainer_noLossNet"):
         assert needle in message
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs (issue 10)
+@pytest.mark.parametrize("content, suffix, problem", [
+    (b"", ".pth", "empty file"),
+    (b"garbage, not weights" * 10, ".pth", "neither a safetensors nor a torch"),
+    (b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}", ".safetensors", "not a safetensors file"),
+    ("truncated_torch", ".pth", "truncated or damaged torch file"),
+    ("truncated_safetensors", ".safetensors", "truncated safetensors file"),
+])
+@pytest.mark.parametrize("variable", ["M2S_NNUNET_ENCODER_WEIGHTS", "M2S_NNUNET_VGG16_WEIGHTS"])
+def test_unusable_weight_files_name_the_file_and_the_variable(offline_caches, classifier_state, tmp_path,
+                                                              monkeypatch, content, suffix, problem, variable):
+    from m2s_nnunet.weights import BadWeightsFileError
+
+    path = tmp_path / f"weights{suffix}"
+    if content == "truncated_torch":
+        data = classifier_state[1].read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content == "truncated_safetensors":
+        save_file({k: v.contiguous() for k, v in classifier_state[0].items()}, str(path))
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        path.write_bytes(content)
+    monkeypatch.setenv(variable, str(path))
+    resolve = resolve_encoder_weights if "ENCODER" in variable else resolve_vgg16_weights
+    with pytest.raises(BadWeightsFileError) as info:
+        resolve(*([ENCODER] if "ENCODER" in variable else []))
+    message = str(info.value)
+    assert str(path) in message and variable in message and problem in message
+    assert isinstance(info.value, MissingWeightsError)  # the trainer reports it with the other missing weights
+
+
+def test_reading_a_damaged_file_names_it(tmp_path):
+    from m2s_nnunet.weights import BadWeightsFileError, read_state_dict
+
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"\x80\x02garbage")  # looks like a legacy torch pickle, is not one
+    with pytest.raises(BadWeightsFileError, match=r"weights\.pth: cannot read the weights"):
+        read_state_dict(path)
+
+
+def test_offline_is_detected_before_any_download_attempt(offline_caches, monkeypatch):
+    import socket
+    import time
+
+    import huggingface_hub
+
+    from m2s_nnunet import weights
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(weights, "_REACHABLE", {})
+    calls = []
+
+    def no_network(address, timeout=None):
+        calls.append(address)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried to download"))
+    start = time.monotonic()
+    with pytest.raises(MissingWeightsError, match="no network: huggingface.co cannot be reached"):
+        resolve_encoder_weights("resnet18")
+    with pytest.raises(MissingWeightsError, match="no network: download.pytorch.org"):
+        resolve_vgg16_weights()
+    assert time.monotonic() - start < 2 and calls

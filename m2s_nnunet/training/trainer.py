@@ -97,6 +97,9 @@ class M2SNetTrainer(nnUNetTrainer):
         self.num_epochs = self.epochs or self.num_epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch or self.num_iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch or self.num_val_iterations_per_epoch
+        # `--c` resumes from checkpoint_latest, written every `save_every` epochs (nnU-Net: 50): runs shorter than
+        # that had none and resumed from an older checkpoint_best. Now at most 1/20 of a run is lost to a kill.
+        self.save_every = max(1, min(self.save_every, self.num_epochs // 20))
         if self.settings["optimizer_recipe"] == "paper":
             self.initial_lr, self.weight_decay, self.momentum = 0.05, 5e-4, 0.9
         else:  # nnU-Net's own values (nnUNetTrainer.__init__ and configure_optimizers)

@@ -44,3 +44,10 @@ class M2SNetTrainer_smokeNoMirroring(M2SNetTrainer_smoke):
         rotation, dummy_2d, patch, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, patch, None
+
+
+class M2SNetTrainer_smokeKill(M2SNetTrainer_smoke):
+    """Six short epochs and nothing else changed: the kill -9 / ``--c`` test relies on the production
+    ``save_every`` rule writing checkpoint_latest.pth often enough for a short schedule."""
+
+    epochs = 6

@@ -1,0 +1,124 @@
+"""Volumes (NIfTI ``.nii.gz``/``.nii``; ``.mha``/``.nrrd`` for evaluation) read with SimpleITK, after the checks
+SimpleITK skips.
+
+SimpleITK fills the missing part of a truncated NIfTI file with zeros and reads NaN/inf voxels as 0; nnU-Net
+then trains on a half-blank (or blank) image, or fails much later without naming the file. Here a NIfTI file must hold
+every byte its header announces, images must be finite, and labels finite integers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from m2s_nnunet.errors import UserError
+
+REEXPORT = "re-export or re-download the file (or remove the case)"
+_CHUNK = 1 << 20
+
+
+def check_nifti_complete(path: str | Path) -> None:
+    """Refuse a NIfTI file that is empty, not gzip-compressed although named .gz, or shorter than its header says."""
+    import nibabel as nib
+
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise UserError("broken symbolic link (its target does not exist)", path, "fix or remove the link")
+    if path.stat().st_size == 0:
+        raise UserError("empty file (0 bytes)", path, REEXPORT)
+    try:
+        proxy = nib.load(str(path)).dataobj
+        expected = int(proxy.offset) + int(np.prod(proxy.shape)) * np.dtype(proxy.dtype).itemsize
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for damaged headers
+        raise UserError(f"not a readable NIfTI file ({type(err).__name__}: {err})", path, REEXPORT) from err
+    actual = _gzip_length(path) if path.name.lower().endswith(".gz") else path.stat().st_size
+    if actual < expected:
+        raise UserError(
+            f"truncated: holds {actual} of the {expected} bytes its header announces "
+            "(an interrupted copy or download?)",
+            path,
+            REEXPORT,
+        )
+
+
+def _gzip_length(path: Path) -> int:
+    """Decompressed length, reading the whole stream (a truncated or damaged stream raises UserError)."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error) as err:  # EOFError: truncated; BadGzipFile is an OSError
+        raise UserError(f"damaged or truncated gzip data ({err})", path, REEXPORT) from err
+    return total
+
+
+def read_volume(path: str | Path):
+    """A ``SimpleITK.Image`` read in full (NIfTI files checked for truncation first)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if _is_nifti(path):
+        check_nifti_complete(path)
+    elif path.stat().st_size == 0:
+        raise UserError("empty file (0 bytes)", path, REEXPORT)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as err:  # SimpleITK reports every reader failure as RuntimeError
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot be read as an image volume ({first})", path, REEXPORT) from err
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _nonfinite_count(image, path: Path) -> int:
+    """NaN/inf voxels as stored in the file. SimpleITK's NIfTI reader turns them into 0, so NIfTI files are
+    read again with nibabel (float files only: integer voxels cannot be NaN)."""
+    import SimpleITK as sitk
+
+    if _is_nifti(path):
+        import nibabel as nib
+
+        proxy = nib.load(str(path)).dataobj
+        if np.dtype(proxy.dtype).kind != "f":
+            return 0
+        stored = np.asarray(proxy.get_unscaled())
+        return int(stored.size - np.count_nonzero(np.isfinite(stored)))
+    arr = sitk.GetArrayViewFromImage(image)
+    return int(arr.size - np.count_nonzero(np.isfinite(arr))) if arr.dtype.kind == "f" else 0
+
+
+def finite_array(image, path: str | Path) -> np.ndarray:
+    """The voxel array of a volume (Z, Y, X[, C]), a copy that outlives ``image``; refuse NaN and infinite voxels."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    arr = sitk.GetArrayFromImage(image)
+    if arr.dtype.kind == "f" or _is_nifti(path):
+        bad = _nonfinite_count(image, path)
+        if bad:
+            raise UserError(
+                f"{bad} of {arr.size} voxel(s) are NaN or infinite",
+                path,
+                "replace them (e.g. with the background value) before converting; nnU-Net cannot use them",
+            )
+    return arr
+
+
+def label_array(image, path: str | Path) -> np.ndarray:
+    """The label array of a volume: finite integer values only (float files holding integers are accepted)."""
+    arr = finite_array(image, path)
+    if arr.dtype.kind == "f":
+        if not np.all(np.mod(arr, 1) == 0):
+            raise UserError(
+                "label volume has non-integer values (a probability map or a resampled label?)",
+                path,
+                "resample labels with nearest-neighbour interpolation and save them as integers",
+            )
+        return arr.astype(np.int64)
+    return arr
