@@ -52,7 +52,7 @@ def test_trainer_discovery_in_a_fresh_process(rgb):
             "print('found', len(t.__all__) - 1)")
     proc = subprocess.run([sys.executable, "-c", code], env=rgb["env"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "found 13" in proc.stdout  # every trainer of m2s_nnunet.training
+    assert "found 14" in proc.stdout  # every trainer of m2s_nnunet.training
 
 
 def test_training_outputs_and_validation_summary(rgb):

@@ -209,3 +209,16 @@ def test_structure_loss_variant_on_binary_and_multiclass(make_trainer):
 def test_every_trainer_is_exported():
     names = set(training.__all__)
     assert {"M2SNetTrainer_scratch", "M2SNetTrainer_scratch_LossNet"} <= names
+
+
+def test_short_schedules_write_checkpoint_latest_often_enough_for_resume(make_trainer, monkeypatch):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    monkeypatch.setattr(nnUNetTrainer, "on_train_start", lambda self: None)  # data loaders etc. not needed here
+    trainer = make_trainer(M2SNetTrainer_scratch)
+    trainer.num_epochs = 60  # set after __init__, as nnU-Net's own variants do
+    trainer.on_train_start()
+    assert trainer.save_every == 3
+    trainer = make_trainer(M2SNetTrainer_scratch)  # nnU-Net's 1000 epochs: its own 50
+    trainer.on_train_start()
+    assert trainer.save_every == 50

@@ -97,9 +97,6 @@ class M2SNetTrainer(nnUNetTrainer):
         self.num_epochs = self.epochs or self.num_epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch or self.num_iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch or self.num_val_iterations_per_epoch
-        # `--c` resumes from checkpoint_latest, written every `save_every` epochs (nnU-Net: 50): runs shorter than
-        # that had none and resumed from an older checkpoint_best. Now at most 1/20 of a run is lost to a kill.
-        self.save_every = max(1, min(self.save_every, self.num_epochs // 20))
         if self.settings["optimizer_recipe"] == "paper":
             self.initial_lr, self.weight_decay, self.momentum = 0.05, 5e-4, 0.9
         else:  # nnU-Net's own values (nnUNetTrainer.__init__ and configure_optimizers)
@@ -189,6 +186,13 @@ class M2SNetTrainer(nnUNetTrainer):
             found = load_encoder_weights(net)
             self.encoder_weights_source = f"{found.path} ({found.origin})"
             self.print_to_log_file(f"Loaded ImageNet encoder weights from {self.encoder_weights_source}")
+
+    def on_train_start(self) -> None:
+        # `--c` resumes from checkpoint_latest, written every `save_every` epochs (nnU-Net: 50): runs shorter than
+        # that had none and resumed from an older checkpoint_best. Now at most 1/20 of a run is lost to a kill.
+        # Set here, not in __init__, so that subclasses which change num_epochs after __init__ are covered too.
+        self.save_every = max(1, min(self.save_every, self.num_epochs // 20))
+        super().on_train_start()
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         self._restoring_checkpoint = True
