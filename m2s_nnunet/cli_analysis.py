@@ -58,7 +58,9 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         default="auto",
         help="force all 2D images to RGB or grey (default: keep, refuse mixed)",
     )
-    p.add_argument("--drop-alpha", action="store_true", help="drop the alpha channel of RGBA/LA images")
+    p.add_argument("--drop-alpha", action="store_true",
+                   help="drop the alpha channel of RGBA/LA images, and read RGBA/LA masks from their colour channels "
+                   "whatever their alpha channel holds")
     p.add_argument(
         "--binarize-masks",
         action="store_true",
@@ -151,8 +153,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         nargs="+",
         default=None,
         metavar="VALUE|NAME=VALUE",
-        help="foreground labels to score (default: from dataset.json next to the predictions or "
-        "the references, else the values found)",
+        help="foreground labels to score, other values count as background (default: from dataset.json next "
+        "to the predictions or the references, else the values found)",
     )
     p.add_argument("--chill", action="store_true", help="allow references without a prediction (skipped)")
     p.add_argument(
@@ -160,6 +162,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         action="store_true",
         help="prediction PNGs are 0..255 probability maps (PraNet-style), thresholded at 0.5 for Dice",
     )
+    p.add_argument("--drop-alpha", action="store_true",
+                   help="read RGBA/LA label pictures from their colour channels whatever their alpha channel holds")
     p.add_argument("-np", "--num-processes", type=int, default=1, help="worker processes (default 1)")
     p.set_defaults(func=run_evaluate)
     return p
@@ -174,7 +178,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = args.out or Path(args.pred_dir) / "evaluation"
     check_output_folder(out, "evaluation output folder" + ("" if args.out else " (default PRED_DIR/evaluation)"))
     res = evaluation.evaluate_folder(
-        args.pred_dir, args.gt_dir, args.labels, args.num_processes, args.chill, args.soft_png
+        args.pred_dir, args.gt_dir, args.labels, args.num_processes, args.chill, args.soft_png,
+        drop_alpha=args.drop_alpha,
     )
     paths = evaluation.write_outputs(res, out)
     print(evaluation.markdown_table(res.aggregate))

@@ -381,6 +381,7 @@ def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
     sizes: list[tuple[int, int]] = []
     values: dict[str, set[int]] = {}
     mismatched: list[str] = []
+    mask_notes: list[str] = []
     for p in tqdm(pairs, desc="check", unit="case", disable=None if opts.progress else True):
         try:
             im = pictures.open_picture(p.image)
@@ -401,9 +402,10 @@ def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
             else:
                 chans[p.image.name] = int(c)
         try:
-            mask = pictures.label_picture(p.mask)
+            mask = pictures.label_picture(p.mask, opts.drop_alpha, mask_notes)
         except UserError as err:
-            problems.setdefault("unreadable", []).append(f"{p.mask}: {err.problem}")
+            key = "mask_alpha" if isinstance(err, pictures.AmbiguousAlphaError) else "unreadable"
+            problems.setdefault(key, []).append(f"{p.mask}: {err.problem}")
             continue
         if im is None:
             continue
@@ -429,6 +431,9 @@ def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
             "(keep them grey) or rescale them to 8 bits yourself",
             "range": "32-bit integer images whose values do not fit a 16-bit PNG (they would be clipped); "
             "rescale them to 0..65535 or 0..255",
+            "mask_alpha": "masks with an alpha channel that cannot be ignored safely (it may be the mask itself); "
+            "pass --drop-alpha if the colour channels hold the labels, or save the alpha channel as the mask "
+            "(e.g. PIL im.getchannel('A'))",
             "size": "image/mask size mismatch (HxW); check the pairing, or pass --resize H W to resize both",
             "channels": "mixed channel counts (RGB and grey); pass --channels rgb or --channels grey to unify",
         },
@@ -438,6 +443,7 @@ def _scan_2d(pairs: list[Pair], opts: ConvertOptions) -> dict:
         "sizes": sizes,
         "values": values,
         "mismatched": mismatched,
+        "mask_notes": mask_notes,
     }
 
 
@@ -460,7 +466,7 @@ def _write_2d(pair: Pair, img_dst: Path, lab_dst: Path, plan: LabelPlan, opts: C
         shutil.copyfile(pair.image, img_dst)  # a real, fully decoded PNG: skip a decode/encode round trip
     else:
         _load_image(pair.image, opts).save(img_dst, format="PNG", compress_level=3)
-    lab = Image.fromarray(plan.apply(pictures.label_picture(pair.mask)))
+    lab = Image.fromarray(plan.apply(pictures.label_picture(pair.mask, opts.drop_alpha)))
     if opts.resize:
         h, w = opts.resize
         lab = lab.resize((w, h), Image.NEAREST)
@@ -480,7 +486,7 @@ def _scan_3d(pairs: list[Pair], opts: ConvertOptions) -> dict:
     from tqdm import tqdm
 
     problems: dict[str, list[str]] = {}
-    shapes, spacings, values, regridded = [], [], {}, []
+    shapes, spacings, values, regridded, plain_gz = [], [], {}, [], []
     for p in tqdm(pairs, desc="check", unit="case", disable=None if opts.progress else True):
         try:
             image = volumes.read_volume(p.image)
@@ -488,6 +494,7 @@ def _scan_3d(pairs: list[Pair], opts: ConvertOptions) -> dict:
         except UserError as err:
             problems.setdefault("unreadable", []).append(f"{err.path}: {err.problem}")
             continue
+        plain_gz += [f.name for f in (p.image, p.mask) if _named_gz_but_plain(f)]
         dims = [(f, im) for f, im in ((p.image, image), (p.mask, label))
                 if im.GetDimension() != 3 or im.GetNumberOfComponentsPerPixel() != 1]
         if dims:
@@ -530,21 +537,28 @@ def _scan_3d(pairs: list[Pair], opts: ConvertOptions) -> dict:
             "its image grid",
         },
     )
-    return {"channels": 1, "sizes": shapes, "spacings": spacings, "values": values, "regridded": regridded}
+    return {"channels": 1, "sizes": shapes, "spacings": spacings, "values": values, "regridded": regridded,
+            "plain_gz": plain_gz}
+
+
+def _named_gz_but_plain(path: Path) -> bool:
+    """A ``.nii.gz`` file that is not gzip-compressed (SimpleITK and nnU-Net read it; copying it keeps it wrong)."""
+    return path.name.lower().endswith(".nii.gz") and not volumes.is_gzip(path)
 
 
 def _write_3d(pair: Pair, img_dst: Path, lab_dst: Path, plan: LabelPlan) -> None:
     """The image as it is (already checked in full); the label with the image's exact geometry.
 
     A label whose spacing/origin/direction differ within ``--geometry-tol`` would otherwise keep its own, and
-    ``nnUNetv2_plan_and_preprocess --verify_dataset_integrity`` would refuse it.
+    ``nnUNetv2_plan_and_preprocess --verify_dataset_integrity`` would refuse it. Images are copied byte for byte
+    when they are real ``.nii.gz`` files (gzip magic bytes), else written compressed with SimpleITK.
     """
     import SimpleITK as sitk
 
     image = volumes.read_volume(pair.image)
-    if pair.image.name.lower().endswith(".nii.gz"):
+    if pair.image.name.lower().endswith(".nii.gz") and volumes.is_gzip(pair.image):
         shutil.copyfile(pair.image, img_dst)
-    else:
+    else:  # .nii, or a plain NIfTI file named .nii.gz: written as a real .nii.gz
         sitk.WriteImage(image, str(img_dst), True)
     label = volumes.read_volume(pair.mask)
     out = sitk.GetImageFromArray(plan.apply(volumes.label_array(label, pair.mask)))
@@ -579,9 +593,11 @@ def make_splits(train_cases: list[str], opts: ConvertOptions) -> list[dict[str, 
 
 # ---------------------------------------------------------------------------------------------- driver
 def convert(opts: ConvertOptions) -> ConversionReport:
-    """Check everything, then build the dataset atomically; raise ConversionError on any refusal."""
-    from tqdm import tqdm
+    """Check everything, then build the dataset atomically; raise ConversionError on any refusal.
 
+    Leftovers of interrupted runs are handled first (``staging.recover_leftovers``); what was done with them is in
+    the report's warnings, and in the message of a refusal, which otherwise says that nothing was written.
+    """
     check_options(opts)
     root = resolve_raw_root(opts.out)
     ds_name = dataset_folder_name(opts.dataset_id, opts.name)
@@ -590,7 +606,44 @@ def convert(opts: ConvertOptions) -> ConversionReport:
         folders.check_output_folder(root, "output folder (nnUNet_raw)")
     except UserError as err:
         raise ConversionError(str(err) + "\nNothing was written.") from err
-    warn: list[str] = staging.recover_leftovers(final)
+    recovered = staging.recover_leftovers(final)
+    try:
+        return _convert_checked(opts, root, ds_name, final, list(recovered))
+    except UserError as err:
+        if not recovered:
+            raise
+        raise ConversionError(
+            f"{err}\nNote: before this refusal, leftovers of interrupted runs in {root} were handled:\n  "
+            + "\n  ".join(recovered)
+        ) from err
+
+
+def _refuse_linked_dataset(final: Path) -> None:
+    """A dataset folder that is a symbolic link (to another disk) is never replaced: --overwrite would put a new
+    folder in place of the link, and the rename-and-delete of the old version cannot delete through a link."""
+    if not final.is_symlink():
+        return
+    target = Path(os.path.realpath(final))
+    if not final.exists():
+        raise ConversionError(f"{final} is a broken symbolic link (to {os.readlink(final)}); nothing was written.\n"
+                              "Fix: remove the link (or make it point to an existing folder), then run again.")
+    if target.name == final.name:
+        fix = (f"convert into the link's target with --out {target.parent} (add --overwrite to replace it); the link "
+               "keeps pointing at the new version")
+    else:
+        fix = (f"delete or move {target} yourself and remove the link, then run again (or convert with --out into "
+               "another folder)")
+    raise ConversionError(
+        f"{final} is a symbolic link to {target}: convert does not replace a linked dataset folder (--overwrite "
+        f"would put a new folder in {final.parent} in place of the link). Nothing was written.\nFix: {fix}."
+    )
+
+
+def _convert_checked(opts: ConvertOptions, root: Path, ds_name: str, final: Path, warn: list[str]) -> ConversionReport:
+    """``convert`` after the output folder check and the recovery of interrupted runs (notes in ``warn``)."""
+    from tqdm import tqdm
+
+    _refuse_linked_dataset(final)
     if final.exists() and not opts.overwrite:
         raise ConversionError(f"{final} already exists; pass --overwrite to replace it (nothing was written)")
     if final.exists():
@@ -637,6 +690,13 @@ def convert(opts: ConvertOptions) -> ConversionReport:
             f"{len(scan['mismatched'])} image/mask pair(s) differ in size; both are resized "
             f"independently to {opts.resize}: {short_list(scan['mismatched'], 5)}"
         )
+    if scan.get("mask_notes"):
+        notes = scan["mask_notes"]
+        warn.append(f"{len(notes)} mask(s) with an alpha channel were read from their colour channels: "
+                    + "; ".join(notes[:3]) + (f"; ... (+{len(notes) - 3} more)" if len(notes) > 3 else ""))
+    if scan.get("plain_gz"):
+        warn.append(f"{len(scan['plain_gz'])} file(s) named .nii.gz are not gzip-compressed (plain NIfTI): read as "
+                    f"such and written as real .nii.gz: {short_list(scan['plain_gz'], 5)}")
     if scan.get("regridded"):
         warn.append(f"{len(scan['regridded'])} label(s) differ from their image's spacing/origin/direction within "
                     f"--geometry-tol {opts.geometry_tol} and were written with the image's geometry: "

@@ -37,7 +37,12 @@ def _versions() -> int:
 
 
 def _folder_variable(name: str, value: str) -> int:
-    """One nnU-Net folder variable: a folder (or creatable), and writable, since nnU-Net writes into all three."""
+    """One nnU-Net folder variable: a folder (or creatable), and writable where nnU-Net writes.
+
+    nnU-Net writes into nnUNet_preprocessed and nnUNet_results; its plan, train and predict steps only read
+    nnUNet_raw, which only ``m2s-nnunet convert`` writes (and convert checks its own output folder). A read-only
+    nnUNet_raw (a shared, read-only dataset mount) is therefore a warning, not a failure.
+    """
     path = Path(value)
     if path.exists() and not path.is_dir():
         _line(_FAIL, f"{name}={value} is a file, not a folder", f"export {name}=<a folder>, or move that file away")
@@ -45,6 +50,10 @@ def _folder_variable(name: str, value: str) -> int:
     try:
         check_output_folder(path, name)
     except UserError as err:
+        if name == "nnUNet_raw" and path.is_dir():
+            _line(_WARN, f"{name}={value} is read-only (nnU-Net only reads it; m2s-nnunet convert cannot write there)",
+                  "convert into another folder with --out, or make it writable if you convert here")
+            return 0
         _line(_FAIL, str(err).splitlines()[0], f"export {name}=<a writable folder>, or fix its permissions")
         return 1
     if not path.is_dir():

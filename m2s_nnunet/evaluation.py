@@ -5,10 +5,13 @@ Predictions are label maps as nnU-Net writes them (``<case>.png`` or ``<case>.ni
 (C, 1, H, W) for 2D images, (C, Z, Y, X) for volumes) sits next to a prediction, the soft
 benchmark metrics use the class probability map instead of the hard mask. The source is recorded per case.
 
-Every file goes through the shared readers of ``m2s_nnunet.inputs`` (decoded in full, finite values), and every
-value of every prediction and reference must be background, a scored label or the ignore label: a stale
-``dataset.json``, a wrong ``--labels`` or a 0..255 probability PNG is refused with the file named, instead of
-scoring labels that exist nowhere (mDice 1.0) while the real one is never scored.
+Every file goes through the shared readers of ``m2s_nnunet.inputs`` (decoded in full, finite values). With labels
+from a ``dataset.json`` or from the references, every value of every prediction and reference must be background,
+a scored label or the ignore label: a stale ``dataset.json`` is refused with the file named, instead of scoring
+labels that exist nowhere (mDice 1.0) while the real one is never scored. With ``--labels`` (a subset of the
+labels may be scored), other values count as background and are listed in the notes; a ``--labels`` list none of
+whose labels occurs anywhere while other values do is refused, and so is a 0..255 probability PNG given as a
+prediction (``--soft-png``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from m2s_nnunet.inputs.nnunet_json import read_dataset_labels
 from m2s_nnunet.naming import short_list, split_ending
 
 IMAGE_ENDINGS_2D = (".png", ".bmp", ".tif", ".tiff")
+GREY_MAP_MIN_VALUES = 16  # a picture with this many distinct values is a grey map, not a label map
 VOLUME_ENDINGS = (".nii.gz", ".nii", ".mha", ".nrrd")
 ALL_ENDINGS = VOLUME_ENDINGS + IMAGE_ENDINGS_2D
 
@@ -106,24 +110,29 @@ def _is_picture(path: Path) -> bool:
     return split_ending(path.name, ALL_ENDINGS)[1] in IMAGE_ENDINGS_2D
 
 
-def read_label_map(path: Path) -> np.ndarray:
-    """Read a label map as (H, W) for 2D images or (Z, Y, X) for volumes (finite integers, fully decoded)."""
+def read_label_map(path: Path, drop_alpha: bool = False, notes: list[str] | None = None) -> np.ndarray:
+    """Read a label map as (H, W) for 2D pictures and 2D ``.mha``/``.nrrd``/NIfTI files, or (Z, Y, X) for volumes
+    (finite integers, fully decoded, one component per pixel). Alpha channels: see ``pictures.label_picture``."""
     try:
         if _is_picture(path):
-            return pictures.label_picture(path)
-        arr = volumes.label_array(volumes.read_volume(path), path)
+            return pictures.label_picture(path, drop_alpha, notes)
+        image = volumes.read_volume(path)
+        dim, comps = image.GetDimension(), image.GetNumberOfComponentsPerPixel()
+        if dim not in (2, 3) or comps != 1:
+            raise EvaluationError(f"{path}: a label map must be a 2D (Y, X) or 3D (Z, Y, X) image with one value per "
+                                  f"pixel; this one is {dim}D with {comps} component(s) per pixel")
+        return volumes.label_array(image, path)
     except UserError as err:
+        if isinstance(err, EvaluationError):
+            raise
         raise EvaluationError(str(err)) from err
-    if arr.ndim != 3:
-        raise EvaluationError(f"{path}: a volume must be 3D (Z, Y, X), this one has shape {arr.shape}")
-    return arr
 
 
-def read_grey_map(path: Path) -> np.ndarray:
+def read_grey_map(path: Path, drop_alpha: bool = False, notes: list[str] | None = None) -> np.ndarray:
     """A ``--soft-png`` prediction as probabilities in 0..1 (8-bit /255, 16-bit /65535, floats as they are)."""
     try:
-        arr = pictures.picture_array(path) if _is_picture(path) else volumes.finite_array(volumes.read_volume(path),
-                                                                                           path)
+        arr = (pictures.picture_array(path, drop_alpha, notes) if _is_picture(path)
+               else volumes.finite_array(volumes.read_volume(path), path))
     except UserError as err:
         raise EvaluationError(str(err)) from err
     arr = np.asarray(arr)
@@ -146,7 +155,7 @@ def read_probabilities(npz: Path, shape: tuple[int, ...], num_classes: int = 2) 
 
 
 def resolve_labels(
-    cases: list[CaseFiles], labels: Sequence[str] | None, pred_dir: Path, gt_dir: Path
+    cases: list[CaseFiles], labels: Sequence[str] | None, pred_dir: Path, gt_dir: Path, drop_alpha: bool = False,
 ) -> tuple[dict[int, str], int | None, str]:
     """Foreground labels to score (value -> name), the ignore label, and where they came from."""
     if labels:
@@ -179,7 +188,7 @@ def resolve_labels(
                 return ds.foreground, ds.ignore, str(candidate)
     values: set[int] = set()
     for c in cases:
-        values.update(int(v) for v in np.unique(_binary_mask_to_1(read_label_map(c.gt))))
+        values.update(int(v) for v in np.unique(_binary_mask_to_1(read_label_map(c.gt, drop_alpha))))
     values.discard(0)
     if not values:
         raise EvaluationError(f"no foreground label in any reference of {gt_dir}; pass --labels")
@@ -199,33 +208,49 @@ def _binary_mask_to_1(arr: np.ndarray, labels: dict[int, str] | None = None) -> 
 
 
 def _check_values(arr: np.ndarray, path: Path, what: str, labels: dict[int, str], ignore_label: int | None,
-                  source: str, soft_png: bool) -> None:
-    """Every value must be background, a scored label or the ignore label; otherwise say which file and why."""
+                  source: str, soft_png: bool) -> list[int]:
+    """Values that are neither background, a scored label nor the ignore label: refused (naming the file and why),
+    except with labels given explicitly (``--labels``), where they count as background and are returned."""
     allowed = {0, *labels} | ({ignore_label} if ignore_label is not None else set())
     found = np.unique(arr)
     extra = [int(v) for v in found if int(v) not in allowed]
     if not extra:
-        return
-    if what == "prediction" and not soft_png and len(found) > 2 and found.max() <= 65535 and len(labels) == 1:
-        fix = "it looks like a grey probability map: pass --soft-png to score it as one (thresholded at 0.5)"
+        return []
+    grey = _is_picture(path) and len(found) >= GREY_MAP_MIN_VALUES and found.max() <= 65535
+    if source == "--labels" and not grey:
+        return extra
+    if grey and what == "prediction" and not soft_png:
+        fix = ("it looks like a grey probability map: pass --soft-png to score it as one (thresholded at 0.5)"
+               if len(labels) == 1 else "save predictions as label maps (nnUNetv2_predict writes them)")
+    elif grey:
+        fix = ("it looks like a grey (anti-aliased or JPEG-compressed) mask, not a label map: threshold it into a "
+               "label map (m2s-nnunet convert --binarize-masks does)")
     elif source.endswith("dataset.json"):
         fix = (f"the labels come from {source}: is it stale (from another dataset)? Correct it, or pass "
-               "--labels with the label values of your data")
+               "--labels with the label values of your data (other values then count as background)")
     else:
-        fix = "pass --labels with every label value present in the data (e.g. --labels 1 2), or fix the file"
+        fix = ("pass --labels with the label values to score (e.g. --labels 1 2; other values then count as "
+               "background), or fix the file")
+    shown = f"{extra[:10]}" + (f" (+{len(extra) - 10} more)" if len(extra) > 10 else "")
     raise EvaluationError(
-        f"{what} holds value(s) {extra[:10]} that are neither background (0), a scored label {sorted(labels)} "
+        f"{what} holds value(s) {shown} that are neither background (0), a scored label {sorted(labels)} "
         f"(from {source}) nor the ignore label", path, fix)
 
 
 def evaluate_case(
     files: CaseFiles, labels: dict[int, str], ignore_label: int | None, soft_png: bool = False,
-    label_source: str = "the label list",
+    label_source: str = "the label list", drop_alpha: bool = False,
 ) -> list[dict]:
-    """Rows (one per foreground label) with both conventions; soft metrics only for 2D cases."""
-    gt = _binary_mask_to_1(read_label_map(files.gt), labels)
-    _check_values(gt, files.gt, "reference", labels, ignore_label, label_source, soft_png)
-    raw_pred = read_grey_map(files.pred) if soft_png else read_label_map(files.pred)
+    """Rows (one per foreground label) with both conventions; soft metrics only for 2D cases.
+
+    Two private columns carry what :func:`evaluate_folder` turns into notes: ``_unscored`` (values counted as
+    background, ``--labels`` only) and ``_read_notes`` (how alpha channels were read).
+    """
+    read_notes: list[str] = []
+    gt = _binary_mask_to_1(read_label_map(files.gt, drop_alpha, read_notes), labels)
+    unscored = _check_values(gt, files.gt, "reference", labels, ignore_label, label_source, soft_png)
+    raw_pred = (read_grey_map(files.pred, drop_alpha, read_notes) if soft_png
+                else read_label_map(files.pred, drop_alpha, read_notes))
     if raw_pred.shape != gt.shape:
         raise EvaluationError(
             f"shape mismatch for case '{files.case}': prediction {files.pred} {raw_pred.shape} vs "
@@ -246,7 +271,7 @@ def evaluate_case(
         source = "probabilities" if prob is not None else "mask"
         grey = None
         pred = _binary_mask_to_1(raw_pred, labels) if list(labels) == [1] else raw_pred
-        _check_values(pred, files.pred, "prediction", labels, ignore_label, label_source, soft_png)
+        unscored += _check_values(pred, files.pred, "prediction", labels, ignore_label, label_source, soft_png)
     nn = metrics.nnunet_case_metrics(gt, pred, labels, ignore_label)
     rows = []
     for lab, name in labels.items():
@@ -255,6 +280,8 @@ def evaluate_case(
             "label": lab,
             "label_name": name,
             "source": source if is_2d else "mask",
+            "_unscored": tuple(sorted(set(unscored))),
+            "_read_notes": tuple(read_notes),
         }
         row.update({f"nnunet_{k}" if k in ("Dice", "IoU") else k: v for k, v in nn[lab].items()})
         if is_2d:
@@ -278,14 +305,15 @@ def evaluate_folder(
     allow_missing: bool = False,
     soft_png: bool = False,
     progress: bool = True,
+    drop_alpha: bool = False,
 ) -> EvaluationResult:
     """Score every prediction in ``pred_dir`` against ``gt_dir``; see the module docstring for conventions."""
     from tqdm import tqdm
 
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     cases = match_cases(pred_dir, gt_dir, allow_missing)
-    label_map, ignore, label_source = resolve_labels(cases, labels, pred_dir, gt_dir)
-    jobs = [(c, label_map, ignore, soft_png, label_source) for c in cases]
+    label_map, ignore, label_source = resolve_labels(cases, labels, pred_dir, gt_dir, drop_alpha)
+    jobs = [(c, label_map, ignore, soft_png, label_source, drop_alpha) for c in cases]
     bar = dict(total=len(jobs), desc="evaluate", unit="case", disable=None if progress else True)
     if num_processes > 1:
         with ProcessPoolExecutor(num_processes) as pool:
@@ -297,14 +325,28 @@ def evaluate_folder(
     notes = [f"labels from {label_source}: " + ", ".join(f"{v}={n}" for v, n in label_map.items())]
     if ignore is not None:
         notes.append(f"ignore label {ignore} excluded from the nnU-Net counts")
+    per_case = pd.DataFrame(rows)
+    unscored = sorted({v for values in per_case["_unscored"] for v in values})
+    present = per_case.groupby("label")[["n_pred", "n_ref"]].sum().sum(axis=1)
+    absent = [lab for lab in label_map if present.get(lab, 0) == 0]
+    if unscored and len(absent) == len(label_map):
+        raise EvaluationError(
+            f"--labels {sorted(label_map)}: none of these labels occurs in any reference or prediction, while the "
+            f"data holds the value(s) {unscored[:10]}: every score would be the empty-empty convention, not a "
+            "measurement", fix="pass --labels with label values present in the data")
+    if unscored:
+        holders = per_case.loc[per_case["_unscored"].map(bool), "case"].drop_duplicates().tolist()
+        notes.append(f"value(s) {unscored[:20]} are not among the scored labels (--labels) and count as background "
+                     f"(in {len(holders)} case(s), e.g. {short_list(holders, 5)})")
+    read_notes = list(dict.fromkeys(n for values in per_case["_read_notes"] for n in values))
+    if read_notes:
+        notes.append(f"alpha channels of {len(read_notes)} file(s): " + "; ".join(read_notes[:5])
+                     + (f"; ... (+{len(read_notes) - 5} more)" if len(read_notes) > 5 else ""))
     if is_3d:
         notes.append(
             "3D volumes: only the nnU-Net convention is reported (per-slice salient-object metrics "
             "are not meaningful for volumes)"
         )
-    per_case = pd.DataFrame(rows)
-    present = per_case.groupby("label")[["n_pred", "n_ref"]].sum().sum(axis=1)
-    absent = [lab for lab in label_map if present.get(lab, 0) == 0]
     if absent:
         notes.append(f"label(s) {absent} occur in no reference and no prediction: their nnU-Net Dice is NaN and "
                      "their benchmark scores are 1.0 by the empty-empty convention, not a measurement")
@@ -312,7 +354,8 @@ def evaluate_folder(
     if not is_3d:
         counts = per_case.drop_duplicates("case")["source"].value_counts().to_dict()
         notes.append("soft metrics computed from: " + ", ".join(f"{k} ({v} cases)" for k, v in counts.items()))
-    return EvaluationResult(per_case.drop(columns=["em_curve"], errors="ignore"), aggregate, is_3d, notes)
+    per_case = per_case.drop(columns=["em_curve", "_unscored", "_read_notes"], errors="ignore")
+    return EvaluationResult(per_case, aggregate, is_3d, notes)
 
 
 def _aggregate(per_case: pd.DataFrame, labels: dict[int, str], is_3d: bool) -> pd.DataFrame:

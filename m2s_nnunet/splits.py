@@ -1,7 +1,8 @@
 """Cross-validation splits (``splits_final.json``) and case lists for ``convert``: built, checked, compared.
 
-A split nnU-Net cannot use is refused here, with the fold and the cases named: an empty fold, a case in no
-fold, a case twice, names that are not in the training set. The comparison with an existing
+A split nnU-Net cannot use is refused here, with the fold and the cases named: an empty train or val list, a
+training case in no fold at all, a case twice, names that are not in the training set. A fold may leave training
+cases out (custom splits that hold some cases back in a fold). The comparison with an existing
 ``$nnUNet_preprocessed/DatasetXXX/splits_final.json`` reproduces the check of nnU-Net's planner, whose bare
 ``AssertionError`` users otherwise meet after re-converting a dataset.
 """
@@ -9,6 +10,7 @@ fold, a case twice, names that are not in the training set. The comparison with 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,14 +38,15 @@ def kfold_splits(train_cases: list[str], folds: int) -> Folds:
 
 
 def load_user_splits(path: Path, train_cases: list[str], to_case: Callable[[str], str]) -> Folds:
-    """Read and check ``--splits FILE``: every fold lists every training case once, in train or in val."""
-    fix = ('write a list of folds, [{"train": [...], "val": [...]}, ...], that together name every training case '
-           "of each fold once")
+    """Read and check ``--splits FILE``: each fold has non-empty train and val lists of training cases, each case at
+    most once per fold; a fold may leave cases out, but every training case is in some fold (train or val)."""
+    fix = ('write a list of folds, [{"train": [...], "val": [...]}, ...], with training cases only, each at most '
+           "once per fold, and every training case in at least one fold")
     raw = read_json(path, list, "--splits file", fix)
     if not raw:
         raise UserError("--splits file holds no fold", path, fix)
     known = set(train_cases)
-    splits, problems = [], []
+    splits, problems, named = [], [], set()
     for i, fold in enumerate(raw):
         lists = {k: fold.get(k) for k in ("train", "val")} if isinstance(fold, dict) else {}
         if not lists or not all(isinstance(v, list) and all(isinstance(c, str) for c in v) for v in lists.values()):
@@ -53,7 +56,7 @@ def load_user_splits(path: Path, train_cases: list[str], to_case: Callable[[str]
         for part, names in (("train", tr), ("val", va)):
             if not names:
                 problems.append(f"fold {i}: the {part} list is empty")
-            dupes = sorted({c for c in names if names.count(c) > 1})
+            dupes = sorted(c for c, n in Counter(names).items() if n > 1)
             if dupes:
                 problems.append(f"fold {i}: {part} names a case twice: {short_list(dupes, 8)}")
         unknown = sorted(set(tr + va) - known)
@@ -62,11 +65,12 @@ def load_user_splits(path: Path, train_cases: list[str], to_case: Callable[[str]
         both = sorted(set(tr) & set(va))
         if both:
             problems.append(f"fold {i}: cases in both train and val: {short_list(both, 8)}")
-        absent = sorted(known - set(tr) - set(va))
-        if absent:
-            problems.append(f"fold {i}: {len(absent)} training case(s) in neither train nor val: "
-                            f"{short_list(absent, 8)}")
+        named.update(tr, va)
         splits.append({"train": tr, "val": va})
+    absent = sorted(known - named) if splits and len(splits) == len(raw) else []
+    if absent:
+        problems.append(f"{len(absent)} training case(s) are in no fold (in neither train nor val of any fold): "
+                        f"{short_list(absent, 8)}")
     if problems:
         raise UserError("invalid cross-validation splits:\n  " + "\n  ".join(problems[:30]), path, fix)
     return splits

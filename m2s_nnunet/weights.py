@@ -110,7 +110,9 @@ def _container_problem(path: Path) -> str | None:
                 meta = json.loads(fh.read(n))
             except ValueError:
                 return "not a safetensors file (unreadable header)"
-            ends = [v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__" and isinstance(v, dict)]
+            ends = _safetensors_ends(meta)
+            if ends is None:
+                return "not a safetensors file (its header is not a table of tensors with data_offsets)"
             if 8 + n + max(ends, default=0) > size:
                 return "truncated safetensors file (its tensors end after the end of the file)"
             return None
@@ -124,6 +126,24 @@ def _container_problem(path: Path) -> str | None:
     if head[:1] == b"\x80":  # legacy (pre-1.6) torch.save pickle
         return None
     return "neither a safetensors nor a torch (.pth) file"
+
+
+def _safetensors_ends(meta: object) -> list[int] | None:
+    """Where each tensor of a safetensors header ends (None: the header is not a safetensors table: a JSON list,
+    an entry without ``data_offsets``, offsets that are not two integers)."""
+    if not isinstance(meta, dict):
+        return None
+    ends = []
+    for key, entry in meta.items():
+        if key == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+                or offsets[0] > offsets[1]):
+            return None
+        ends.append(offsets[1])
+    return ends
 
 
 def _offline() -> bool:

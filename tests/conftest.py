@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fsutil import make_readonly_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -42,23 +43,11 @@ def pytest_report_header(config):
 
 @pytest.fixture
 def readonly_dir(tmp_path):
-    """An existing folder this process cannot write into: chmod 555 for normal users; root ignores permission
-    bits, so there the read-only ``/sys`` stands in. Skips where neither is available."""
-    import tempfile
-
-    if os.geteuid() != 0:
-        folder = tmp_path / "read_only"
-        folder.mkdir()
-        folder.chmod(0o555)
-        yield folder
+    """An existing folder this process cannot write into (see ``fsutil.make_readonly_dir``); skips where there is
+    none (root on a machine whose /sys is writable)."""
+    folder = make_readonly_dir(tmp_path)
+    if folder is None:
+        pytest.skip("no read-only folder available as root")
+    yield folder
+    if folder.is_relative_to(tmp_path):
         folder.chmod(0o755)
-        return
-    folder = Path("/sys")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder)
-    except OSError:
-        yield folder
-        return
-    os.close(fd)
-    os.unlink(probe)
-    pytest.skip("no read-only folder available as root")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from fsutil import make_readonly_dir
 
 OUTCOMES = ("clean refusal", "correct result", "crash", "refused valid input", "silent wrong result", "data loss")
 BAD = ("crash", "refused valid input", "silent wrong result", "data loss")
@@ -90,21 +91,6 @@ def _decoded(path: Path) -> np.ndarray:
 def _dead_pid() -> int:
     return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout)
-
-
-def _readonly_dir(work: Path) -> Path | None:
-    if os.geteuid() != 0:
-        folder = work / "read_only"
-        folder.mkdir()
-        folder.chmod(0o555)
-        return folder
-    try:
-        fd, probe = tempfile.mkstemp(dir="/sys")
-    except OSError:
-        return Path("/sys")
-    os.close(fd)
-    os.unlink(probe)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- convert
@@ -350,7 +336,7 @@ def c_symlinks(rng, work):
 
 def c_unwritable_out(rng, work):
     src = _pictures(rng, work)
-    blocked = _readonly_dir(work)
+    blocked = make_readonly_dir(work)
     if blocked is None or rng.integers(2):
         blocked = work / "a_file_not_a_folder"
         blocked.write_text("x")
@@ -711,7 +697,7 @@ def e_symlinks(rng, work):
 
 def e_unwritable_out(rng, work):
     sc = _masks(rng, work)
-    blocked = _readonly_dir(work)
+    blocked = make_readonly_dir(work)
     if blocked is None or rng.integers(2):
         blocked = work / "a_file"
         blocked.write_text("x")
@@ -902,7 +888,7 @@ def s_symlinked_fold(rng, work):
 
 def s_unwritable_out(rng, work):
     res = _results(rng, work)
-    blocked = _readonly_dir(work)
+    blocked = make_readonly_dir(work)
     if blocked is None or rng.integers(2):
         blocked = work / "a_file"
         blocked.write_text("x")

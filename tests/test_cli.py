@@ -59,6 +59,14 @@ def test_doctor_checks_that_folders_are_writable(tmp_path, monkeypatch, capsys, 
     assert "not writable" in capsys.readouterr().out
 
 
+def test_doctor_only_warns_about_a_read_only_nnunet_raw(tmp_path, monkeypatch, capsys, readonly_dir):
+    """nnU-Net's plan, train and predict only read nnUNet_raw; only convert writes there (and checks it itself)."""
+    _folders_env(monkeypatch, tmp_path, nnUNet_raw=str(readonly_dir))
+    assert doctor._variables() == 0
+    out = capsys.readouterr().out
+    assert f"[warn] nnUNet_raw={readonly_dir} is read-only" in out and "--out" in out and "[FAIL]" not in out
+
+
 def test_doctor_suggests_a_quoted_mkdir_for_a_missing_folder(tmp_path, monkeypatch, capsys):
     missing = tmp_path / "new folder"
     _folders_env(monkeypatch, tmp_path, nnUNet_raw=str(missing))

@@ -419,7 +419,9 @@ def test_limit_folds_and_splits_values_that_were_silently_accepted(tmp_path):
     cases = ["case00", "case01", "case02", "case03"]
     bad_splits = {
         "the val list is empty": [{"train": cases, "val": []}],
-        r"in neither train nor val: case03": [{"train": cases[:2], "val": cases[2:3]}],
+        r"1 training case\(s\) are in no fold \(in neither train nor val of any fold\): case03":
+            [{"train": cases[:2], "val": cases[2:3]}],
+        "the train list is empty": [{"train": [], "val": cases}],
         "expected": [{"train": "case00", "val": cases[1:]}],  # a string would be iterated letter by letter
         "names a case twice": [{"train": cases[:2] + ["case00"], "val": cases[2:]}],
         "holds no fold": [],
@@ -583,3 +585,170 @@ def test_stale_partial_folders_of_killed_runs_are_cleaned_and_reported(tmp_path)
     assert any(f"restored {ds}" in w for w in report.warnings)
     assert _tree_digest(ds) == before
     assert [p.name for p in (tmp_path / "raw").iterdir()] == ["Dataset501_Test"]
+
+
+# ---------------------------------------------------------------------------------------------- review of issue 10
+def test_custom_splits_may_leave_cases_out_of_a_fold(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=5)
+    cases = [f"case{i:02d}" for i in range(5)]
+    path = tmp_path / "splits.json"
+    folds = [{"train": cases[:2], "val": cases[2:3]},  # case03 and case04 held back in this fold
+             {"train": cases[2:4], "val": cases[4:]}]
+    path.write_text(json.dumps(folds))
+    convert(opts(img, msk, tmp_path / "raw", splits=path))
+    assert json.loads((tmp_path / "raw" / "Dataset501_Test" / "splits_final.json").read_text()) == folds
+    path.write_text(json.dumps([{"train": cases[:2], "val": cases[2:3]}, {"train": cases[1:3], "val": ["case00"]}]))
+    with pytest.raises(ConversionError, match=r"2 training case\(s\) are in no fold .*: case03, case04"):
+        convert(opts(img, msk, tmp_path / "raw", splits=path, overwrite=True))
+
+
+def test_duplicate_check_of_splits_is_linear(tmp_path):
+    """Counted in name comparisons, not seconds: one count() per name made it quadratic (4 million here)."""
+    from m2s_nnunet.splits import load_user_splits
+
+    class Name(str):
+        comparisons = 0
+
+        def __eq__(self, other):
+            Name.comparisons += 1
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    cases = [f"c{i:05d}" for i in range(2000)]
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps([{"train": cases[:1500] + ["c00007"], "val": cases[1500:]}]))
+    with pytest.raises(conversion.UserError, match=r"train names a case twice: c00007"):
+        load_user_splits(path, cases, Name)
+    assert Name.comparisons < 20 * len(cases)
+
+
+def test_mpo_jpeg_images_are_converted_from_their_first_frame(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=3)
+    photo = np.asarray(Image.open(img / "case01.jpg"))
+    Image.fromarray(photo).save(img / "case01.jpg", format="MPO", save_all=True,
+                                append_images=[Image.fromarray(255 - photo)])
+    Image.fromarray(photo).save(tmp_path / "frame0.jpg", format="JPEG")  # the same encoder, one frame
+    convert(opts(img, msk, tmp_path / "raw"))
+    out = np.asarray(Image.open(tmp_path / "raw" / "Dataset501_Test" / "imagesTr" / "case01_0000.png"))
+    assert np.array_equal(out, np.asarray(Image.open(tmp_path / "frame0.jpg")))
+
+
+def test_alpha_masks_are_accepted_when_unambiguous_and_drop_alpha_extends_to_masks(tmp_path):
+    img, msk = make_folder(tmp_path / "src", n=3, img_ext=".png")
+    for i in range(3):  # masks exported with a transparent background
+        m = _mask(i)
+        Image.fromarray(np.dstack([m, m, m, m]), "RGBA").save(msk / f"case{i:02d}.png")
+    report = convert(opts(img, msk, tmp_path / "raw"))
+    assert any("3 mask(s) with an alpha channel were read from their colour channels" in w for w in report.warnings)
+    labels = tmp_path / "raw" / "Dataset501_Test" / "labelsTr"
+    assert np.array_equal(np.asarray(Image.open(labels / "case01.png")), (_mask(1) > 0).astype(np.uint8))
+    white = np.full((H, W), 255, np.uint8)  # white everywhere, the mask in alpha only: ambiguous
+    Image.fromarray(np.dstack([white, white, white, _mask(2)]), "RGBA").save(msk / "case02.png")
+    with pytest.raises(ConversionError, match=r"(?s)masks with an alpha channel.*--drop-alpha.*case02\.png"):
+        convert(opts(img, msk, tmp_path / "raw", overwrite=True))
+    report = convert(opts(img, msk, tmp_path / "raw", overwrite=True, drop_alpha=True))
+    assert any("--drop-alpha" in w for w in report.warnings)
+    assert (np.asarray(Image.open(labels / "case02.png")) == 1).all()  # the colour channels, as asked
+
+
+def test_uncompressed_nifti_named_nii_gz_is_written_as_real_gzip(tmp_path):
+    import SimpleITK as sitk
+
+    from m2s_nnunet.inputs import volumes
+
+    img, lab = _nifti_set(tmp_path / "msd")
+    src = img / "vol_001.nii.gz"
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(src)))
+    sitk.WriteImage(sitk.ReadImage(str(src)), str(tmp_path / "plain.nii"))
+    src.write_bytes((tmp_path / "plain.nii").read_bytes())  # what some tools write: plain NIfTI named .nii.gz
+    report = convert(opts(img, lab, tmp_path / "raw", modality="CT"))
+    assert any("not gzip-compressed" in w and "vol_001.nii.gz" in w for w in report.warnings)
+    out = tmp_path / "raw" / "Dataset501_Test" / "imagesTr" / "vol_001_0000.nii.gz"
+    assert volumes.is_gzip(out) and np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out))), expected)
+    import nibabel as nib
+
+    assert nib.load(str(out)).shape == expected.shape[::-1]  # readable by name, as nnU-Net's NibabelIO does
+
+
+def test_symlinked_dataset_folder_is_never_replaced(tmp_path):
+    img, msk = make_folder(tmp_path / "src")
+    other_disk = tmp_path / "other_disk"
+    convert(opts(img, msk, other_disk))
+    target = other_disk / "Dataset501_Test"
+    before = _tree_digest(target)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "Dataset501_Test").symlink_to(target)
+    for overwrite in (True, False):
+        with pytest.raises(ConversionError, match=rf"(?s)symbolic link to {target}.*--out {other_disk}"):
+            convert(opts(img, msk, raw, overwrite=overwrite))
+    assert _tree_digest(target) == before and (raw / "Dataset501_Test").is_symlink()
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset501_Test"]
+    convert(opts(img, msk, other_disk, overwrite=True, resize=(10, 10)))  # the suggested fix
+    assert Image.open(raw / "Dataset501_Test" / "imagesTr" / "case00_0000.png").size == (10, 10)
+
+
+def test_recovery_never_crashes_on_a_symlink_left_behind(tmp_path):
+    img, msk = make_folder(tmp_path / "src")
+    other_disk = tmp_path / "other_disk"
+    convert(opts(img, msk, other_disk))
+    target = other_disk / "Dataset501_Test"
+    before = _tree_digest(target)
+    raw = tmp_path / "raw"
+    convert(opts(img, msk, raw))
+    pid = _dead_pid()
+    (raw / f".Dataset501_Test.old-{pid}").symlink_to(target)  # what the crash of the old code left behind
+    report = convert(opts(img, msk, raw, overwrite=True))
+    assert any(f"removed {raw}/.Dataset501_Test.old-{pid} (a symbolic link" in w for w in report.warnings)
+    assert _tree_digest(target) == before  # only the link was removed
+    # killed between the two renames while replacing a linked folder: the link is put back
+    (raw / "Dataset501_Test").rename(raw / "elsewhere")
+    (raw / f".Dataset501_Test.old-{pid}").symlink_to(target)
+    with pytest.raises(ConversionError, match=rf"(?s)symbolic link to {target}.*restored {raw}/Dataset501_Test"):
+        convert(opts(img, msk, raw, overwrite=True))
+    assert (raw / "Dataset501_Test").is_symlink() and _tree_digest(raw / "Dataset501_Test") == before
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+
+
+def test_leftovers_of_other_hosts_are_reported_and_left_alone(tmp_path):
+    from m2s_nnunet.staging import host_tag, staging_dir
+
+    img, msk = make_folder(tmp_path / "src")
+    raw = tmp_path / "raw"
+    convert(opts(img, msk, raw))
+    assert staging_dir(raw / "Dataset501_Test").name.startswith(f".Dataset501_Test.partial-{host_tag()}-")
+    pid = _dead_pid()  # dead here, but on another host a live run may have that id
+    theirs = raw / f".Dataset501_Test.partial-otherhost.cluster-{pid}"
+    (theirs / "imagesTr").mkdir(parents=True)
+    mine = raw / f".Dataset501_Test.partial-{host_tag()}-{pid}"
+    (mine / "imagesTr").mkdir(parents=True)
+    report = convert(opts(img, msk, raw, overwrite=True))
+    assert theirs.is_dir() and not mine.exists()
+    assert any(f"left {theirs} alone: it belongs to run {pid} on host otherhost.cluster" in w
+               for w in report.warnings)
+    assert any(f"removed {mine}" in w for w in report.warnings)
+
+
+def test_recovery_notes_are_part_of_a_refusal(tmp_path):
+    img, msk = make_folder(tmp_path / "src")
+    raw = tmp_path / "raw"
+    convert(opts(img, msk, raw))
+    ds = raw / "Dataset501_Test"
+    pid = _dead_pid()
+    ds.rename(raw / f".Dataset501_Test.old-{pid}")  # killed between the two renames
+    (img / "case02.jpg").write_bytes(b"broken")
+    with pytest.raises(ConversionError) as err:
+        convert(opts(img, msk, raw, overwrite=True))
+    message = str(err.value)
+    assert "unreadable" in message and "nothing was written" in message
+    assert f"before this refusal, leftovers of interrupted runs in {raw} were handled:\n  restored {ds}" in message
+    assert ds.is_dir()
+    assert cli.main(["convert", str(img), str(msk), "-d", "501", "-n", "Test", "--out", str(raw)]) == 2

@@ -175,11 +175,12 @@ def test_stale_dataset_json_or_wrong_labels_never_score_absent_labels(tmp_path):
     with pytest.raises(evaluation.EvaluationError, match=r"(?s)holds value\(s\) \[1\].*\[7\].*stale"):
         evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
     (pred_dir / "dataset.json").unlink()
-    with pytest.raises(evaluation.EvaluationError, match=r"(?s)holds value\(s\) \[1\].*--labels"):
-        evaluation.evaluate_folder(pred_dir, gt_dir, labels=["7"], progress=False)
     with pytest.raises(evaluation.EvaluationError, match=r"a\.npz: holds 2 class map\(s\) but 8 are needed"):
         evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1", "7"], progress=False)
     (pred_dir / "a.npz").unlink()
+    # --labels: other values count as background, but a list none of whose labels occurs anywhere is refused
+    with pytest.raises(evaluation.EvaluationError, match=r"(?s)--labels \[7\]: none of these labels occurs.*\[1\]"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, labels=["7"], progress=False)
     res = evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1", "7"], progress=False)
     assert any("[7] occur in no reference and no prediction" in n for n in res.notes)
 
@@ -249,3 +250,81 @@ def test_full_disk_while_writing_names_the_file(tmp_path, capsys):
     assert cli.main(["evaluate", str(pred_dir), str(gt_dir), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "per_case.csv" in err and "disk is full" in err
+
+
+# ---------------------------------------------------------------------------------------------- review of issue 10
+def _multiclass_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """References and predictions holding labels 0/1/2 (two cases)."""
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    for k, shift in (("a", 0), ("b", 2)):
+        g = np.zeros((H, W), np.uint8)
+        g[4:12, 4:12] = 1
+        g[14:20, 20:28] = 2
+        _save(gt_dir / f"{k}.png", g)
+        _save(pred_dir / f"{k}.png", np.roll(g, shift, axis=0))
+    return pred_dir, gt_dir
+
+
+def test_explicit_labels_score_a_subset_and_other_values_count_as_background(tmp_path):
+    pred_dir, gt_dir = _multiclass_folders(tmp_path)
+    full = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False).per_case  # labels found: 1 and 2
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1"], progress=False)
+    assert res.per_case["label"].tolist() == [1, 1]
+    assert res.per_case["nnunet_Dice"].tolist() == full[full["label"] == 1]["nnunet_Dice"].tolist()
+    assert res.per_case["dice"].tolist() == full[full["label"] == 1]["dice"].tolist()
+    assert any("value(s) [2] are not among the scored labels (--labels) and count as background" in n
+               for n in res.notes)
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, labels=["lesion=2"], progress=False)
+    assert res.aggregate["label"].tolist() == ["2 (lesion)"] and any("[1] are not among" in n for n in res.notes)
+    # labels from a dataset.json that does not match the data are still refused
+    (pred_dir / "dataset.json").write_text('{"labels": {"background": 0, "polyp": 1}}')
+    with pytest.raises(evaluation.EvaluationError, match=r"(?s)holds value\(s\) \[2\].*stale"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+
+
+def test_explicit_labels_still_refuse_grey_probability_predictions(tmp_path):
+    pred_dir, gt_dir = _multiclass_folders(tmp_path)
+    grey = np.clip(np.arange(H * W).reshape(H, W) % 200, 0, 255)  # a 0..255 grey map
+    _save(pred_dir / "a.png", grey)
+    with pytest.raises(evaluation.EvaluationError, match=r"(?s)a\.png: prediction holds value.*--soft-png"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, labels=["1"], progress=False)
+
+
+@pytest.mark.parametrize("ending", [".mha", ".nrrd", ".nii.gz"])
+def test_2d_label_maps_in_volume_formats_are_scored(tmp_path, ending):
+    import SimpleITK as sitk
+
+    pred_dir, gt_dir, arrays = _make_folders(tmp_path)
+    (pred_dir / "a.npz").unlink()
+    for k in "abcd":
+        for d, arr in ((gt_dir, arrays["gt_" + k]), (pred_dir, arrays[k])):
+            (d / f"{k}.png").unlink()
+            sitk.WriteImage(sitk.GetImageFromArray(arr), str(d / f"{k}{ending}"))
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    assert not res.is_3d
+    pc = res.per_case.set_index("case")
+    assert pc.loc["a", "nnunet_Dice"] == pytest.approx(0.75) and pc.loc["b", "dice"] == 1.0
+    rgb = sitk.GetImageFromArray(np.zeros((H, W, 3), np.uint8), isVector=True)
+    sitk.WriteImage(rgb, str(pred_dir / f"a{ending}"))
+    with pytest.raises(evaluation.EvaluationError, match=r"one value per pixel.*3 component"):
+        evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+
+
+def test_alpha_masks_are_scored_with_a_note_or_refused_with_drop_alpha(tmp_path, capsys):
+    pred_dir, gt_dir, arrays = _make_folders(tmp_path)
+    expected = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False).per_case["nnunet_Dice"].tolist()
+    for k in "abcd":  # reference masks exported with a transparent background
+        g = arrays["gt_" + k] * 255
+        Image.fromarray(np.dstack([g, g, g, g]), "RGBA").save(gt_dir / f"{k}.png")
+    res = evaluation.evaluate_folder(pred_dir, gt_dir, progress=False)
+    assert res.per_case["nnunet_Dice"].tolist() == pytest.approx(expected, nan_ok=True)
+    assert any("alpha channels of" in n and "alpha channel ignored" in n for n in res.notes)
+    g = arrays["gt_a"] * 255  # white everywhere, the mask in alpha only: ambiguous
+    Image.fromarray(np.dstack([np.full_like(g, 255)] * 3 + [g]), "RGBA").save(gt_dir / "a.png")
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), "-o", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "a.png" in err and "--drop-alpha" in err and "Traceback" not in err
+    assert cli.main(["evaluate", str(pred_dir), str(gt_dir), "-o", str(tmp_path / "ev"), "--drop-alpha"]) == 0
+    assert "varying alpha channel dropped (--drop-alpha)" in capsys.readouterr().out

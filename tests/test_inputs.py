@@ -109,3 +109,88 @@ def test_output_folder_checks(tmp_path, readonly_dir):
         folders.check_output_folder(readonly_dir / "new")
     assert folders.check_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
     assert not (tmp_path / "new").exists()  # nothing is created
+
+
+# ---------------------------------------------------------------------------------------------- review of issue 10
+def test_mpo_jpeg_is_read_as_its_first_frame(tmp_path):
+    """Phone and camera JPEGs are often MPO files (the photo + a second view): frame 0 is the picture."""
+    photo = np.random.default_rng(0).integers(0, 255, (16, 20, 3), dtype=np.uint8)
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(photo).save(path, format="MPO", save_all=True,
+                                append_images=[Image.fromarray(255 - photo)])
+    with Image.open(path) as probe:
+        assert probe.format == "MPO" and probe.n_frames == 2
+    im = pictures.open_picture(path)
+    reference = tmp_path / "plain.jpg"
+    Image.fromarray(photo).save(reference, format="JPEG")
+    assert np.array_equal(np.asarray(im), np.asarray(Image.open(reference)))
+
+
+@pytest.mark.parametrize("fmt, ext", [("TIFF", ".tif"), ("GIF", ".gif"), ("PNG", ".png"), ("WEBP", ".webp")])
+def test_multi_page_and_animated_pictures_are_refused(tmp_path, fmt, ext):
+    from PIL import features
+
+    if fmt == "WEBP" and not features.check("webp"):
+        pytest.skip("Pillow without WebP")
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (0, 120, 240)]
+    path = tmp_path / f"anim{ext}"
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:])
+    with pytest.raises(UserError, match=r"holds 3 pages/frames"):
+        pictures.open_picture(path)
+
+
+def _alpha_mask(path, grey: np.ndarray, alpha: np.ndarray) -> None:
+    Image.fromarray(np.dstack([grey, grey, grey, alpha]).astype(np.uint8), "RGBA").save(path)
+
+
+def test_alpha_masks_are_read_when_unambiguous(tmp_path):
+    labels = np.zeros((6, 8), np.uint8)
+    labels[2:4, 3:6] = 1
+    path = tmp_path / "m.png"
+    notes: list[str] = []
+    _alpha_mask(path, labels, np.full_like(labels, 255))  # opaque: alpha carries nothing
+    assert np.array_equal(pictures.label_picture(path, notes=notes), labels)
+    assert "constant alpha channel (255) ignored" in notes[-1]
+    _alpha_mask(path, labels * 255, labels * 255)  # transparent background, opaque labels
+    assert np.array_equal(pictures.label_picture(path, notes=notes), labels * 255)
+    assert "m.png: alpha channel ignored" in notes[-1]
+    Image.fromarray(np.dstack([labels, labels * 200]), "LA").save(path)  # LA, anti-aliased alpha
+    assert np.array_equal(pictures.label_picture(path, notes=notes), labels)
+    assert len(notes) == 3
+
+
+def test_alpha_masks_that_may_hold_the_mask_are_refused_unless_drop_alpha(tmp_path):
+    shape = np.zeros((6, 8), np.uint8)
+    shape[2:4, 3:6] = 255
+    path = tmp_path / "m.png"
+    _alpha_mask(path, np.full_like(shape, 255), shape)  # white everywhere, the shape is in alpha only
+    with pytest.raises(pictures.AmbiguousAlphaError, match="transparent pixels are not background") as err:
+        pictures.label_picture(path)
+    assert "--drop-alpha" in err.value.fix and "getchannel('A')" in err.value.fix
+    notes: list[str] = []
+    assert (pictures.label_picture(path, drop_alpha=True, notes=notes) == 255).all()  # what the user asked for
+    assert "--drop-alpha" in notes[0]
+    _alpha_mask(path, np.zeros_like(shape), shape)  # black everywhere, the shape in alpha
+    with pytest.raises(pictures.AmbiguousAlphaError, match="colour channels hold no label"):
+        pictures.label_picture(path)
+
+
+def test_uncompressed_nifti_named_nii_gz_is_read_as_plain_nifti(tmp_path):
+    import SimpleITK as sitk
+
+    arr = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+    plain = tmp_path / "plain.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(plain))
+    path = tmp_path / "v.nii.gz"
+    path.write_bytes(plain.read_bytes())
+    assert not volumes.is_gzip(path)
+    volumes.check_nifti_complete(path)
+    assert np.array_equal(volumes.finite_array(volumes.read_volume(path), path), arr)
+    arr[0, 0, 0] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(plain))
+    path.write_bytes(plain.read_bytes())
+    with pytest.raises(UserError, match="1 of 60 voxel"):  # NaN check reads it too
+        volumes.finite_array(volumes.read_volume(path), path)
+    path.write_bytes(plain.read_bytes()[:-40])
+    with pytest.raises(UserError, match=r"truncated: holds \d+ of the \d+ bytes"):
+        volumes.read_volume(path)

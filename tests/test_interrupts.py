@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from m2s_nnunet.conversion import ConvertOptions, convert
+from m2s_nnunet.staging import host_tag
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -53,7 +54,7 @@ def _interrupt_convert(tmp_path: Path, sig: int) -> tuple[subprocess.CompletedPr
     cmd = [sys.executable, "-m", "m2s_nnunet.cli", "convert", str(img), str(msk), "-d", "501", "-n", "Kill",
            "--out", str(raw), "--overwrite", "--resize", "144", "144"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = raw / f".Dataset501_Kill.partial-{proc.pid}"
+    partial = raw / f".Dataset501_Kill.partial-{host_tag()}-{proc.pid}"
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if (partial / "imagesTr").is_dir() and any((partial / "imagesTr").iterdir()):

@@ -38,13 +38,35 @@ def _picture_folder(folder: Path, modes: dict[str, str]) -> Path:
     return folder
 
 
-def test_rgba_input_to_an_rgb_model_is_refused_before_preprocessing(tmp_path):
+@pytest.fixture(autouse=True)
+def _nnunet_left_as_found():
+    """Every test here leaves nnU-Net's predictor as it found it (a patch left behind would change the tests that
+    run after it in the same session). Autouse fixtures are torn down after ``monkeypatch`` has undone its changes."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    before = nnUNetPredictor.__dict__["_manage_input_and_output_lists"], input_channels._installed
+    yield
+    after = nnUNetPredictor.__dict__["_manage_input_and_output_lists"], input_channels._installed
+    assert after == before, "a test left nnUNetPredictor._manage_input_and_output_lists patched"
+
+
+def _install_channel_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``input_channels.install()`` for one test: ``monkeypatch`` puts nnU-Net's method (and the flag) back."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    monkeypatch.setattr(nnUNetPredictor, "_manage_input_and_output_lists",
+                        nnUNetPredictor._manage_input_and_output_lists)
+    monkeypatch.setattr(input_channels, "_installed", False)
+    input_channels.install()
+
+
+def test_rgba_input_to_an_rgb_model_is_refused_before_preprocessing(tmp_path, monkeypatch):
     from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     from m2s_nnunet import M2SNet
 
-    input_channels.install()
+    _install_channel_check(monkeypatch)
     folder = _picture_folder(tmp_path / "in", {"ok": "RGB", "alpha": "RGBA", "grey": "L"})
     predictor = nnUNetPredictor(device=__import__("torch").device("cpu"), verbose=False)
     predictor.network = M2SNet(3, 2, encoder="test_resnet")

@@ -203,7 +203,7 @@ def test_reading_a_damaged_file_names_it(tmp_path):
 
 def test_offline_is_detected_before_any_download_attempt(offline_caches, monkeypatch):
     import socket
-    import time
+    from unittest import mock
 
     import huggingface_hub
 
@@ -211,18 +211,38 @@ def test_offline_is_detected_before_any_download_attempt(offline_caches, monkeyp
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(weights, "_REACHABLE", {})
-    calls = []
-
-    def no_network(address, timeout=None):
-        calls.append(address)
-        raise socket.gaierror(-2, "Name or service not known")
-
+    no_network = mock.Mock(side_effect=socket.gaierror(-2, "Name or service not known"))
+    hf_download, url_download = mock.Mock(), mock.Mock()
     monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("tried to download"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried to download"))
-    start = time.monotonic()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", url_download)
     with pytest.raises(MissingWeightsError, match="no network: huggingface.co cannot be reached"):
         resolve_encoder_weights("resnet18")
     with pytest.raises(MissingWeightsError, match="no network: download.pytorch.org"):
         resolve_vgg16_weights()
-    assert time.monotonic() - start < 2 and calls
+    assert no_network.called  # the quick connection test, and no download function
+    hf_download.assert_not_called()
+    url_download.assert_not_called()
+
+
+@pytest.mark.parametrize("header", [
+    [1, 2, 3],  # a JSON list
+    {"w": {"dtype": "F32", "shape": [2]}},  # no data_offsets
+    {"w": {"dtype": "F32", "shape": [2], "data_offsets": "0-8"}},
+    {"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}},
+    {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, None]}},
+    {"w": [0, 8]},
+])
+def test_safetensors_header_that_is_not_a_tensor_table(offline_caches, tmp_path, monkeypatch, header):
+    import json
+    import struct
+
+    from m2s_nnunet.weights import BadWeightsFileError
+
+    raw = json.dumps(header).encode()
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 8)
+    monkeypatch.setenv("M2S_NNUNET_ENCODER_WEIGHTS", str(path))
+    with pytest.raises(BadWeightsFileError, match="not a safetensors file") as info:
+        resolve_encoder_weights(ENCODER)
+    assert str(path) in str(info.value)

@@ -14,11 +14,26 @@ import numpy as np
 from m2s_nnunet.errors import UserError
 
 REEXPORT = "re-export or replace the file (or remove the case)"
+SINGLE_VIEW_FORMATS = {"MPO"}  # multi-frame JPEGs whose first frame is the picture (im.load() decodes frame 0)
+DROP_ALPHA_FIX = (
+    "if the colour channels hold the values, pass --drop-alpha (m2s-nnunet convert / evaluate) to ignore alpha; "
+    "if the alpha channel is the mask, save it as the mask (e.g. PIL im.getchannel('A')); or save the file as a "
+    "single-channel picture (e.g. PIL .convert('L'))"
+)
+
+
+class AmbiguousAlphaError(UserError):
+    """A picture whose alpha channel varies and may hold the values (``--drop-alpha`` reads the colour channels)."""
 
 
 def open_picture(path: str | Path):
     """The fully decoded single-frame ``PIL.Image`` of ``path``; refuse empty, unknown, corrupt, truncated and
-    multi-page files. ``image.format`` tells the real format, whatever the file name says."""
+    multi-page files. ``image.format`` tells the real format, whatever the file name says.
+
+    Extra frames are refused for multi-page TIFFs and animated pictures (GIF, APNG, WebP, ...): which frame is
+    meant cannot be guessed. MPO files (the JPEGs of many phones and cameras: the photo plus a preview or a
+    second view) are read as their first frame, the photo itself, as every JPEG viewer does.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -35,7 +50,7 @@ def open_picture(path: str | Path):
         raise UserError(f"image too large to decode safely ({err})", path, "downsample it first") from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:  # PIL's decoders use all of these
         raise UserError(f"corrupt or truncated image ({err})", path, REEXPORT) from err
-    if frames > 1:
+    if frames > 1 and im.format not in SINGLE_VIEW_FORMATS:
         raise UserError(
             f"holds {frames} pages/frames; only single-image files are supported",
             path,
@@ -71,28 +86,25 @@ def as_uint16(im):
     return Image.fromarray(np.asarray(im).astype(np.uint16))
 
 
-def picture_array(path: str | Path) -> np.ndarray:
+def picture_array(path: str | Path, drop_alpha: bool = False, notes: list[str] | None = None) -> np.ndarray:
     """One-channel pixel array of a picture (grey maps, soft predictions); finite values only.
 
-    Identical colour channels are collapsed (a grey map saved as RGB); real colours are refused.
+    Identical colour channels are collapsed (a grey map saved as RGB); real colours are refused. An alpha
+    channel is ignored when it is constant (or with ``drop_alpha``); one that varies is refused, since it may hold
+    the values. What was done with alpha is appended to ``notes``.
     """
-    im = open_picture(path)
-    arr = np.asarray(im)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if arr.ndim == 3:
-        arr = _collapse_grey(arr, path)
-    if arr.ndim != 2:
-        raise UserError(f"expected a 2D picture, got an array of shape {arr.shape}", path)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise UserError(f"{bad} pixel(s) are NaN or infinite", path, "replace them with valid values")
-    return arr
+    return _one_channel(path, drop_alpha, notes, labels=False)
 
 
-def label_picture(path: str | Path) -> np.ndarray:
-    """A label picture (mask) as a 2D integer array; refuse colour-coded, non-integer and non-finite masks."""
-    arr = picture_array(path)
+def label_picture(path: str | Path, drop_alpha: bool = False, notes: list[str] | None = None) -> np.ndarray:
+    """A label picture (mask) as a 2D integer array; refuse colour-coded, non-integer and non-finite masks.
+
+    Masks with alpha (RGBA, LA) are read from their colour channels when that is unambiguous: the alpha channel is
+    constant, or the colour channels hold labels and every transparent pixel is background there (a transparent
+    background). Otherwise (the alpha channel may be the mask) they are refused, unless ``drop_alpha`` says to use
+    the colour channels. What was done is appended to ``notes``.
+    """
+    arr = _one_channel(path, drop_alpha, notes, labels=True)
     if arr.dtype.kind == "f":
         if not np.all(np.mod(arr, 1) == 0):
             raise UserError(
@@ -104,14 +116,29 @@ def label_picture(path: str | Path) -> np.ndarray:
     return arr
 
 
+def _one_channel(path: str | Path, drop_alpha: bool, notes: list[str] | None, labels: bool) -> np.ndarray:
+    im = open_picture(path)
+    arr = np.asarray(im)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3:
+        colour = _collapse_grey(arr, path)
+        if arr.shape[2] in (2, 4):
+            note = _alpha_decision(colour, arr[..., -1], path, drop_alpha, labels)
+            if note and notes is not None:
+                notes.append(note)
+        arr = colour
+    if arr.ndim != 2:
+        raise UserError(f"expected a 2D picture, got an array of shape {arr.shape}", path)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise UserError(f"{bad} pixel(s) are NaN or infinite", path, "replace them with valid values")
+    return arr
+
+
 def _collapse_grey(arr: np.ndarray, path: str | Path) -> np.ndarray:
+    """The one colour channel of an (H, W, C) picture (alpha, if any, left out); refuse real colours."""
     colour = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
-    if arr.shape[2] in (2, 4) and not (arr[..., -1] == arr[..., -1].flat[0]).all():
-        raise UserError(
-            "has a transparency (alpha) channel that varies; a label map must not encode anything in alpha",
-            path,
-            "save it as a single-channel label map (e.g. PIL .convert('L'))",
-        )
     if not (colour == colour[..., :1]).all():
         raise UserError(
             "colour-coded (its colour channels differ); label maps must be single-channel",
@@ -119,3 +146,22 @@ def _collapse_grey(arr: np.ndarray, path: str | Path) -> np.ndarray:
             "save it as a single-channel label map with values 0, 1, 2, ...",
         )
     return colour[..., 0]
+
+
+def _alpha_decision(colour: np.ndarray, alpha: np.ndarray, path: str | Path, drop_alpha: bool,
+                    labels: bool) -> str | None:
+    """Whether the alpha channel may be ignored (a note saying so) or must be refused (UserError)."""
+    name = Path(path).name
+    if alpha.size == 0 or (alpha == alpha.flat[0]).all():
+        value = int(alpha.flat[0]) if alpha.size else 255
+        return f"{name}: constant alpha channel ({value}) ignored; values read from the colour channels"
+    if drop_alpha:
+        return f"{name}: varying alpha channel dropped (--drop-alpha); values read from the colour channels"
+    if labels and colour.any() and not colour[alpha == 0].any():
+        return (f"{name}: alpha channel ignored: the colour channels hold the labels and every transparent pixel is "
+                "background there")
+    why = ("the colour channels hold no label" if labels and not colour.any()
+           else "transparent pixels are not background in the colour channels" if labels
+           else "it may hold the values")
+    raise AmbiguousAlphaError(f"has a transparency (alpha) channel that varies and cannot be ignored safely ({why})",
+                              path, DROP_ALPHA_FIX)

@@ -4,12 +4,17 @@ SimpleITK skips.
 SimpleITK fills the missing part of a truncated NIfTI file with zeros and reads NaN/inf voxels as 0; nnU-Net
 then trains on a half-blank (or blank) image, or fails much later without naming the file. Here a NIfTI file must hold
 every byte its header announces, images must be finite, and labels finite integers.
+
+A ``.nii.gz`` file that is not gzip-compressed (a plain ``.nii`` renamed, as some tools write them) is read as
+plain NIfTI, as SimpleITK and nnU-Net do: the gzip magic bytes decide, not the name (:func:`is_gzip`).
 """
 
 from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +23,48 @@ from m2s_nnunet.errors import UserError
 
 REEXPORT = "re-export or re-download the file (or remove the case)"
 _CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str | Path) -> bool:
+    """Whether the file starts with the gzip magic bytes (whatever its name says)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+@contextmanager
+def _nibabel_image(path: Path) -> Iterator:
+    """The nibabel image of a NIfTI file, its data readable inside the ``with`` block. nibabel picks gzip by the
+    name alone; an uncompressed file named ``.nii.gz`` is opened as plain NIfTI here."""
+    import nibabel as nib
+
+    if not path.name.lower().endswith(".gz") or is_gzip(path):
+        yield nib.load(str(path))
+        return
+    with open(path, "rb") as fh:
+        try:
+            image = nib.Nifti1Image.from_stream(fh)
+        except Exception:  # noqa: BLE001 - not NIfTI-1: try NIfTI-2, whose errors are reported by the caller
+            fh.seek(0)
+            image = nib.Nifti2Image.from_stream(fh)
+        yield image
 
 
 def check_nifti_complete(path: str | Path) -> None:
-    """Refuse a NIfTI file that is empty, not gzip-compressed although named .gz, or shorter than its header says."""
-    import nibabel as nib
-
+    """Refuse a NIfTI file that is empty, unreadable, or shorter than its header says (an uncompressed file named
+    ``.nii.gz`` is measured as plain NIfTI; a damaged gzip stream is refused)."""
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise UserError("broken symbolic link (its target does not exist)", path, "fix or remove the link")
     if path.stat().st_size == 0:
         raise UserError("empty file (0 bytes)", path, REEXPORT)
     try:
-        proxy = nib.load(str(path)).dataobj
-        expected = int(proxy.offset) + int(np.prod(proxy.shape)) * np.dtype(proxy.dtype).itemsize
+        with _nibabel_image(path) as image:
+            proxy = image.dataobj
+            expected = int(proxy.offset) + int(np.prod(proxy.shape)) * np.dtype(proxy.dtype).itemsize
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for damaged headers
         raise UserError(f"not a readable NIfTI file ({type(err).__name__}: {err})", path, REEXPORT) from err
-    actual = _gzip_length(path) if path.name.lower().endswith(".gz") else path.stat().st_size
+    actual = _gzip_length(path) if is_gzip(path) else path.stat().st_size
     if actual < expected:
         raise UserError(
             f"truncated: holds {actual} of the {expected} bytes its header announces "
@@ -82,12 +112,11 @@ def _nonfinite_count(image, path: Path) -> int:
     import SimpleITK as sitk
 
     if _is_nifti(path):
-        import nibabel as nib
-
-        proxy = nib.load(str(path)).dataobj
-        if np.dtype(proxy.dtype).kind != "f":
-            return 0
-        stored = np.asarray(proxy.get_unscaled())
+        with _nibabel_image(path) as nifti:
+            proxy = nifti.dataobj
+            if np.dtype(proxy.dtype).kind != "f":
+                return 0
+            stored = np.asarray(proxy.get_unscaled())
         return int(stored.size - np.count_nonzero(np.isfinite(stored)))
     arr = sitk.GetArrayViewFromImage(image)
     return int(arr.size - np.count_nonzero(np.isfinite(arr))) if arr.dtype.kind == "f" else 0
