@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="mirroring in nnU-Net's final fold-0 validation too (default off: 2x faster; test "
                         "predictions always use it)")
     p.add_argument("--no-test", action="store_true", help="train and validate only (ablation screening)")
+    p.add_argument("--equal-time", action="store_true",
+                   help="also train every other model for the baseline's training time: its iterations per epoch "
+                        "scaled by the measured speed ratio (rows marked 'equal time')")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work-dir", type=Path, default=BENCH / "out" / "accuracy_work")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the plan; train nothing")
@@ -124,20 +127,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def schedule_tag(args: argparse.Namespace) -> str:
-    return f"e{args.epochs}x{args.iters}_b{args.batch or 'plans'}"
+def schedule_tag(args: argparse.Namespace, iters: int | None = None) -> str:
+    return f"e{args.epochs}x{iters or args.iters}_b{args.batch or 'plans'}"
 
 
-def make_env(args: argparse.Namespace, seed: int | None = None) -> dict[str, str]:
+def make_env(args: argparse.Namespace, seed: int | None = None, iters: int | None = None) -> dict[str, str]:
     from m2s_nnunet.nnunet_env import work_env
 
     env = work_env(args.work_dir)
     if seed is not None:  # one results folder per schedule and seed: nnU-Net names model folders without either
-        results = args.work_dir / "runs" / args.dataset / schedule_tag(args) / f"seed{seed}"
+        results = args.work_dir / "runs" / args.dataset / schedule_tag(args, iters) / f"seed{seed}"
         results.mkdir(parents=True, exist_ok=True)
         env["nnUNet_results"] = str(results)
     env["nnUNet_extTrainer"] = env["nnUNet_extTrainer"] + os.pathsep + str(TRAINER_DIR)
-    env.update({"M2S_BENCH_EPOCHS": str(args.epochs), "M2S_BENCH_ITERS": str(args.iters),
+    env.update({"M2S_BENCH_EPOCHS": str(args.epochs), "M2S_BENCH_ITERS": str(iters or args.iters),
                 "M2S_BENCH_VAL_ITERS": str(args.val_iters), "M2S_BENCH_SEED": str(seed or 0),
                 "M2S_BENCH_VAL_TTA": "1" if args.val_tta else "0"})
     return env
@@ -205,22 +208,24 @@ def prepare(args: argparse.Namespace, logs: Path) -> tuple[Path, dict[str, tuple
 
 
 def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
-              tests: dict[str, tuple[Path, Path]], logs: Path) -> dict:
-    """Train fold 0 (reused when finished), predict and score every test set."""
+              tests: dict[str, tuple[Path, Path]], logs: Path, iters: int | None = None) -> dict:
+    """Train fold 0 (reused when finished), predict and score every test set; ``iters`` overrides --iters."""
     from m2s_nnunet.evaluation import evaluate_folder
     from m2s_nnunet.nnunet_env import run_nnunet
 
     spec = DATASETS[args.dataset]
-    env = make_env(args, seed)
+    env = make_env(args, seed, iters)
+    iters = iters or args.iters
     plans = PLANS[model.plans_key][1]
     folder = Path(env["nnUNet_results"]) / dataset.name / f"{model.trainer}__{plans}__{spec.configuration}" / "fold_0"
-    tag = f"{model.label} seed {seed}"
+    tag = f"{model.label} seed {seed}" + (f" ({iters} iterations per epoch)" if iters != args.iters else "")
+    log_tag = f"{model.label}_s{seed}" + (f"_i{iters}" if iters != args.iters else "")
     if not ((folder / "checkpoint_final.pth").is_file() and (folder / "bench.json").is_file()
             and (folder / "validation" / "summary.json").is_file()):
-        print(f"[train] {tag}: {args.epochs} x {args.iters} iterations on {args.device}", flush=True)
+        print(f"[train] {tag}: {args.epochs} x {iters} iterations on {args.device}", flush=True)
         start = time.perf_counter()
         run_nnunet("nnUNetv2_train", [str(spec.dataset_id), spec.configuration, "0", "-tr", model.trainer, "-p", plans,
-                                      "-device", args.device], env, logs / f"train_{model.label}_s{seed}.log",
+                                      "-device", args.device], env, logs / f"train_{log_tag}.log",
                    quiet=True)
         print(f"[train] {tag}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     else:
@@ -231,7 +236,7 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
     if args.no_test:
         return result
     for test, (images, labels) in tests.items():
-        pred = args.work_dir / "preds" / args.dataset / schedule_tag(args) / f"seed{seed}" / model.label / test
+        pred = args.work_dir / "preds" / args.dataset / schedule_tag(args, iters) / f"seed{seed}" / model.label / test
         done = pred / ".complete"
         if not done.is_file():
             shutil.rmtree(pred, ignore_errors=True)
@@ -240,7 +245,7 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
             run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(pred), "-d", str(spec.dataset_id),
                                             "-c", spec.configuration, "-tr", model.trainer, "-p", plans, "-f", "0",
                                             "-device", args.device, "-npp", "1", "-nps", "1"],
-                       env, logs / f"predict_{model.label}_s{seed}_{test}.log", quiet=True)
+                       env, logs / f"predict_{log_tag}_{test}.log", quiet=True)
             done.write_text(f"{time.perf_counter() - start:.1f}\n")
         scores = evaluate_folder(pred, labels, progress=False)
         per_case = scores.per_case
@@ -335,6 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     dataset, tests = prepare(args, logs)
     results = {m.label: [run_model(args, m, s, dataset, tests, logs) for s in args.seeds] for m in args.models}
+    if args.equal_time:
+        base = {r["seed"]: r["bench"]["train_seconds"] for r in results[args.models[0].label]}
+        for m in args.models[1:]:
+            runs = []
+            for r in results[m.label]:
+                matched = max(1, round(base[r["seed"]] / r["bench"]["seconds_per_iteration"] / args.epochs))
+                runs.append(run_model(args, m, r["seed"], dataset, tests, logs, iters=matched))
+            results[f"{m.label} (equal time)"] = runs
     test_names = [] if args.no_test else list(tests)
     md = render(args, results, test_names)
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
