@@ -303,10 +303,15 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
         "",
         markdown_table(headers, rows, digits=3),
         "",
-        f"- test sets: {', '.join(f'{t} ({len(seed_mean(results[baseline], t)[0])} cases)' for t in tests)}; "
-        f"per-case {metric}; 'per seed': each replicate's mean (the replicate noise).",
-        f"- diff: mean per-case difference to {baseline} (seeds averaged per case first), percentile bootstrap 95% CI, "
-        "two-sided Wilcoxon signed-rank p.",
+    ]
+    if tests:
+        lines += [
+            f"- test sets: {', '.join(f'{t} ({len(seed_mean(results[baseline], t)[0])} cases)' for t in tests)}; "
+            f"per-case {metric}; 'per seed': each replicate's mean (the replicate noise).",
+            f"- diff: mean per-case difference to {baseline} (seeds averaged per case first), percentile bootstrap "
+            "95% CI, two-sided Wilcoxon signed-rank p.",
+        ]
+    lines += [
         "- fold-0 val Dice: nnU-Net's summary.json of the fold-0 validation cases (training data; the number used "
         "to choose between ablation rows; " + ("with" if args.val_tta else "without") + " mirroring).",
         "- s/iter and train min: the training epochs only (pseudo-validation iterations included; start-up, final "

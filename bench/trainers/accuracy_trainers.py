@@ -121,6 +121,11 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
     "batchnorm": ("base + BatchNorm in encoder and decoder",
                   {**_BASE, "encoder_norm": "batch", "decoder_norm": "batch"}),
     "blocks1": ("base + one residual block per encoder stage (U-Net encoder depth)", {**_BASE, "encoder_blocks": 1}),
+    # combinations of the rows above, screened after them
+    "DS_refine": ("base + deep supervision + refinement path",
+                  {**_BASE, "use_side_heads": True, "refine": True}),
+    "DS_structure": ("base + deep supervision + structure loss",
+                     {**_BASE, "use_side_heads": True, "seg_loss": "structure"}),
 }
 
 
