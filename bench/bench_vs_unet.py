@@ -17,6 +17,10 @@ GFLOP/s as a fraction of a measured matrix-product peak. On CUDA both train and 
 with a GradScaler, as nnU-Net does. Timings are interleaved (U-Net, M2SNet, U-Net, ...) in one process;
 peak memory is measured in a fresh process per model (a process-lifetime peak cannot be split otherwise).
 
+``--trainers NAME ...`` adds M2SNet as a trainer class builds and trains it (network, side heads, loss and
+optimiser from its resolved settings, e.g. ``M2SNetTrainer_scratch``, or an ablation row of
+``bench/trainers/accuracy_trainers.py`` such as ``M2SAbl_DS_bench``).
+
 Plans: ``--plans nnUNet_preprocessed/DatasetXXX/nnUNetPlans.json`` (its dataset.json is read from the same
 folder), or by default nnU-Net's own planner (``nnUNetv2_plan_experiment``) run on a synthetic fingerprint of
 ``--num-images`` RGB images of ``--image-size`` (default 1000 x 352x352, a Kvasir-like polyp set).
@@ -62,7 +66,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from m2s_nnunet.complexity import count_parameters
-from m2s_nnunet.losses import LossNet
+from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network import DEFAULT_ENCODER, LIGHT_ENCODER
 from m2s_nnunet.nnunet_env import run_nnunet, work_env
 from m2s_nnunet.training import M2SNetTrainer, M2SNetTrainer_resnet18
@@ -81,19 +85,22 @@ class Spec:
     net: str
     encoder: str | None = None
     lossnet: bool = False
+    trainer: str | None = None  # a trainer class name: network, loss and optimiser as that trainer has them
 
     @property
     def is_unet(self) -> bool:
-        return self.encoder is None
+        return self.encoder is None and self.trainer is None
 
     @property
     def loss_label(self) -> str:
         if self.is_unet:
             return "Dice+CE, deep supervision"
+        if self.trainer:
+            return "as the trainer"
         return "Dice+CE + 0.1 LossNet" if self.lossnet else "Dice+CE"
 
 
-def make_specs(encoders: list[str], skip_lossnet: bool) -> tuple[list[Spec], list[Spec]]:
+def make_specs(encoders: list[str], skip_lossnet: bool, trainers: list[str] = ()) -> tuple[list[Spec], list[Spec]]:
     train = [Spec("unet", "nnU-Net U-Net", "unet")]
     infer = [Spec("unet", "nnU-Net U-Net", "unet")]
     for enc in encoders:
@@ -101,7 +108,27 @@ def make_specs(encoders: list[str], skip_lossnet: bool) -> tuple[list[Spec], lis
             train.append(Spec(f"m2s_{enc}_lossnet", f"M2SNet {enc}", f"m2s_{enc}", enc, True))
         train.append(Spec(f"m2s_{enc}", f"M2SNet {enc}", f"m2s_{enc}", enc, False))
         infer.append(Spec(f"m2s_{enc}", f"M2SNet {enc}", f"m2s_{enc}", enc, False))
+    for name in trainers:
+        spec = Spec(f"tr_{name}", name, f"tr_{name}", trainer=name)
+        train.append(spec)
+        infer.append(spec)
     return train, infer
+
+
+def trainer_class(name: str) -> type[M2SNetTrainer]:
+    """An M2SNet trainer class of the package, or of bench/trainers/accuracy_trainers.py (ablation rows)."""
+    import m2s_nnunet.training as training
+
+    if hasattr(training, name):
+        return getattr(training, name)
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "trainers"))
+    import accuracy_trainers
+
+    cls = accuracy_trainers.BENCH_TRAINERS.get(name)
+    if cls is None or not issubclass(cls, M2SNetTrainer):
+        raise SystemExit(f"--trainers: '{name}' is not an M2SNet trainer of m2s_nnunet.training or "
+                         "bench/trainers/accuracy_trainers.py")
+    return cls
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--encoders", nargs="+", default=[DEFAULT_ENCODER, LIGHT_ENCODER],
                    help="M2SNet encoders (default: %(default)s)")
     p.add_argument("--skip-lossnet", action="store_true", help="do not time M2SNet with LossNet")
+    p.add_argument("--trainers", nargs="+", default=[],
+                   help="also time M2SNet as these trainer classes build and train it (e.g. M2SNetTrainer_scratch)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per setting (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed calls, median reported (default: 5)")
     p.add_argument("--memory", choices=("subprocess", "none"), default="subprocess",
@@ -204,17 +233,22 @@ def load_setup(plans_path: Path, dataset_json_path: Path, configuration: str, ba
 
 # ---------------------------------------------------------------------------------------------- models
 def m2s_trainer_class(encoder: str) -> type[M2SNetTrainer]:
-    if encoder == DEFAULT_ENCODER:
-        return M2SNetTrainer
-    if encoder == LIGHT_ENCODER:
-        return M2SNetTrainer_resnet18
-    return type(f"M2SNetTrainer_{encoder}", (M2SNetTrainer,), {"encoder_name": encoder})
+    """The paper's network with this encoder (the from-scratch recipe never replaces it here; see --trainers)."""
+    base = M2SNetTrainer_resnet18 if encoder == LIGHT_ENCODER else M2SNetTrainer
+    return type(f"M2SNetTrainer_{encoder}_paper", (base,), {"encoder_name": encoder, "scratch_recipe": None})
+
+
+def trainer_settings(spec: Spec, s: Setup) -> dict:
+    return trainer_class(spec.trainer).m2snet_settings(s.config, s.num_inputs)
 
 
 def build_network(spec: Spec, s: Setup) -> nn.Module:
     if spec.is_unet:
         net = nnUNetTrainer.build_network_architecture(s.plans_manager, s.config, s.num_inputs, s.num_outputs,
                                                        enable_deep_supervision=True)
+    elif spec.trainer:
+        net = trainer_class(spec.trainer).build_network_architecture(
+            s.plans_manager, s.config, s.num_inputs, s.num_outputs, enable_deep_supervision=True)
     else:
         net = m2s_trainer_class(spec.encoder).build_network_architecture(
             s.plans_manager, s.config, s.num_inputs, s.num_outputs, enable_deep_supervision=False)
@@ -222,9 +256,13 @@ def build_network(spec: Spec, s: Setup) -> nn.Module:
 
 
 def set_unet_deep_supervision(net: nn.Module, enabled: bool) -> None:
-    decoder = getattr(unwrap(net), "decoder", None)
+    """Deep supervision on or off: the U-Net's decoder flag, or M2SNet's side heads where it has them."""
+    net = unwrap(net)
+    decoder = getattr(net, "decoder", None)
     if decoder is not None and hasattr(decoder, "deep_supervision"):
         decoder.deep_supervision = enabled
+    elif getattr(net, "has_side_heads", False):
+        net.deep_supervision = enabled
 
 
 def deep_supervision_sizes(s: Setup) -> list[tuple[int, ...]]:
@@ -240,14 +278,23 @@ def build_loss(spec: Spec, s: Setup) -> nn.Module:
         weights = np.array([1 / 2**i for i in range(len(deep_supervision_sizes(s)))])
         weights[-1] = 0
         return DeepSupervisionWrapper(seg, weights / weights.sum())
+    if spec.trainer:  # as M2SNetTrainer._build_loss
+        cls, settings = trainer_class(spec.trainer), trainer_settings(spec, s)
+        if settings["seg_loss"] == "structure":
+            seg = StructureLoss()
+        if settings["side_heads"]:
+            weights = np.array([1 / 2**i for i in range(4)])
+            seg = DeepSupervisionWrapper(seg, weights / weights.sum())
+        lossnet = LossNet(pretrained=False, size=224 if len(s.patch) == 2 else None) if cls.lossnet_weight else None
+        return SegmentationPlusLossNet(seg, lossnet, cls.lossnet_weight).to(s.device)
     # random VGG16: timing only; 224x224 in 2D, native slice size in 3D, as M2SNetTrainer._build_loss does
     size = 224 if len(s.patch) == 2 else None
     lossnet = LossNet(pretrained=False, size=size) if spec.lossnet else None
     return SegmentationPlusLossNet(seg, lossnet, 0.1 if spec.lossnet else 0.0).to(s.device)
 
 
-def build_optimizer(spec: Spec, net: nn.Module) -> torch.optim.Optimizer:
-    if spec.is_unet:  # nnUNetTrainer.configure_optimizers
+def build_optimizer(spec: Spec, net: nn.Module, s: Setup) -> torch.optim.Optimizer:
+    if spec.is_unet or (spec.trainer and trainer_settings(spec, s)["optimizer_recipe"] == "nnunet"):
         return torch.optim.SGD(net.parameters(), 1e-2, momentum=0.99, weight_decay=3e-5, nesterov=True)
     encoder = {id(p) for p in net.encoder.parameters()}
     groups = [{"params": [p for p in net.parameters() if id(p) not in encoder]},
@@ -260,6 +307,11 @@ def make_batch(spec: Spec, s: Setup, batch: int) -> tuple[torch.Tensor, torch.Te
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, s.num_inputs, *s.patch, generator=g).to(s.device)
     y = torch.randint(0, s.num_outputs, (batch, 1, *s.patch), generator=g).float().to(s.device)
+    if spec.trainer and trainer_settings(spec, s)["side_heads"]:  # M2SNet's side heads: full, O2, O3, O4 sizes
+        net = trainer_class(spec.trainer).build_network_architecture(s.plans_manager, s.config, s.num_inputs,
+                                                                     s.num_outputs, enable_deep_supervision=True)
+        sizes = [s.patch] + [tuple(round(p * f) for p, f in zip(s.patch, sc)) for sc in net.side_head_scales]
+        return x, [y if size == s.patch else F.interpolate(y, size=size, mode="nearest") for size in sizes]
     if not spec.is_unet:
         return x, y
     return x, [y if size == s.patch else F.interpolate(y, size=size, mode="nearest")
@@ -322,11 +374,12 @@ def run_probe(args: argparse.Namespace) -> int:
         torch.cuda.init()
         torch.cuda.reset_peak_memory_stats(device)
     baseline = current_rss_mib()
-    train_specs, infer_specs = make_specs(["plans"] if len(s.patch) == 3 else args.encoders, args.skip_lossnet)
+    train_specs, infer_specs = make_specs(["plans"] if len(s.patch) == 3 else args.encoders, args.skip_lossnet,
+                                          args.trainers)
     spec = next(sp for sp in (train_specs if args.probe_mode == "train" else infer_specs) if sp.key == args.probe)
     net = build_network(spec, s)
     if args.probe_mode == "train":
-        case = TrainCase(spec, s, net, build_optimizer(spec, net))
+        case = TrainCase(spec, s, net, build_optimizer(spec, net, s))
         for _ in range(args.memory_steps):
             case.step()
     else:
@@ -346,7 +399,7 @@ def probe_memory(args: argparse.Namespace, plans: Path, dataset_json: Path, key:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", key, "--probe-mode", mode,
            "--plans", str(plans), "--dataset-json", str(dataset_json), "--configuration", args.configuration,
            "--batch", str(batch), "--memory-steps", str(args.memory_steps), "--encoders", *args.encoders,
-           "--device", args.device]
+           "--device", args.device] + (["--trainers", *args.trainers] if args.trainers else [])
     if args.no_amp:
         cmd.append("--no-amp")
     if args.threads:
@@ -388,12 +441,12 @@ def run(args: argparse.Namespace, plans: Path, dataset_json: Path, plans_note: s
     s = load_setup(plans, dataset_json, args.configuration, args.batch, device, amp)
     if len(s.patch) == 3:  # 3D M2SNet always uses the plans-built residual encoder (no timm backbone)
         args.encoders = ["plans"]
-    train_specs, infer_specs = make_specs(args.encoders, args.skip_lossnet)
+    train_specs, infer_specs = make_specs(args.encoders, args.skip_lossnet, args.trainers)
     torch.manual_seed(0)
 
     print(f"building {len(infer_specs)} networks at patch {s.patch}, batch {s.batch} on {device} ...", flush=True)
     nets = {spec.net: build_network(spec, s) for spec in infer_specs}
-    optimizers = {spec.net: build_optimizer(spec, nets[spec.net]) for spec in infer_specs}
+    optimizers = {spec.net: build_optimizer(spec, nets[spec.net], s) for spec in infer_specs}
     cases = {spec.key: TrainCase(spec, s, nets[spec.net], optimizers[spec.net]) for spec in train_specs}
     x1 = make_batch(infer_specs[0], s, 1)[0]
 

@@ -44,12 +44,16 @@ def test_bench_vs_unet_tiny(tmp_path):
     plans_dir = tmp_path / "plans"
     out = run_script("bench_vs_unet.py", *TINY_NET, "--image-size", "64", "64", "--num-images", "20",
                      "--encoders", "resnet18", "--batch", "1", "--memory", "none", "--matmul-n", "256",
+                     "--trainers", "M2SNetTrainer_scratch", "M2SAbl_DS_bench",
                      "--save-plans", str(plans_dir), "--json", str(tmp_path / "v.json"))
     assert "| nnU-Net U-Net | Dice+CE, deep supervision |" in out
     assert "| M2SNet resnet18 | Dice+CE + 0.1 LossNet |" in out
+    assert "| M2SNetTrainer_scratch | as the trainer |" in out and "| M2SAbl_DS_bench | as the trainer |" in out
     assert "## Ratios M2SNet / U-Net" in out
     data = json.loads((tmp_path / "v.json").read_text())
-    assert data["patch"] == [64, 64] and set(data["train"]) == {"unet", "m2s_resnet18_lossnet", "m2s_resnet18"}
+    assert data["patch"] == [64, 64]
+    assert set(data["train"]) == {"unet", "m2s_resnet18_lossnet", "m2s_resnet18", "tr_M2SNetTrainer_scratch",
+                                  "tr_M2SAbl_DS_bench"}
     # one memory probe (what --memory subprocess runs per model), on the plans kept above
     probe = run_script("bench_vs_unet.py", "--device", "cpu", "--probe", "m2s_resnet18", "--probe-mode", "train",
                        "--plans", str(plans_dir / "nnUNetPlans.json"), "--batch", "1", "--memory-steps", "1",
