@@ -19,7 +19,7 @@ BENCHMARKS = {
     "network": ("bench_network.py", "M2SNet forward/backward time per image, fast fixed filters, LossNet"),
     "vs-unet": ("bench_vs_unet.py", "M2SNet vs nnU-Net's U-Net at the same plans: it/s, inference, memory, GFLOP/s"),
     "equal-budget": ("equal_budget.py", "train U-Net and M2SNet for the same wall-clock time, score held-out images"),
-    "accuracy": ("accuracy.py", "train models on the same data, plans, fold and schedule; paired test on a held-out list"),
+    "accuracy": ("accuracy.py", "same data, plans, fold and schedule for several trainers; paired test on held-out"),
     "profile": ("profile_step.py", "torch.profiler split of one M2SNet training step"),
 }
 
@@ -47,7 +47,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     """Add ``bench BENCHMARK [ARGS...]`` to the ``m2s-nnunet`` command."""
     listing = "\n".join(f"  {name:13s} {help_}" for name, (_, help_) in BENCHMARKS.items())
     p = subparsers.add_parser(
-        "bench", help="run a benchmark script of the source checkout (network, vs-unet, equal-budget, accuracy, profile)",
+        "bench",
+        help="run a benchmark script of the source checkout (network, vs-unet, equal-budget, accuracy, profile)",
         description=f"Run a benchmark of the repository's bench/ folder; arguments after its name are forwarded.\n\n"
                     f"benchmarks:\n{listing}\n\nExample: m2s-nnunet bench network --device cpu --sizes 128 --lossnet",
         formatter_class=argparse.RawDescriptionHelpFormatter,

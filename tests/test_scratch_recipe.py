@@ -145,13 +145,27 @@ def test_scratch_network_builds_identically_for_training_and_prediction(configur
 def test_scratch_trainer_wiring(make_trainer, offline_caches):
     trainer = make_trainer(M2SNetTrainer_scratch, "2d", channels=3)
     assert trainer.enable_deep_supervision
-    assert (trainer.initial_lr, trainer.momentum, trainer.weight_decay) == (1e-2, 0.99, 3e-5)
+    assert (trainer.initial_lr, trainer.momentum, trainer.weight_decay) == (0.05, 0.9, 5e-4)
     assert trainer.lossnet_weight == 0 and not trainer.uses_imagenet_encoder
     trainer._check_weights_available()  # no weight file at all is needed (offline_caches: empty caches, no hub)
     trainer.network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager,
                                                          3, 2, True)
     optimizer, schedule = trainer.configure_optimizers()
-    assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-2]  # no lower backbone rate from scratch
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    assert lrs[0] == lrs[1] == pytest.approx(0.05 * 0.001)  # no lower backbone rate from scratch; triangular start
+    assert schedule.kind == "triangular" and optimizer.defaults["momentum"] == 0.9
+
+
+def test_nnunet_optimiser_option(make_trainer):
+    class NNUNetOpt(M2SNetTrainer_scratch):
+        optimizer_recipe = "nnunet"
+
+    trainer = make_trainer(NNUNetOpt, "2d", channels=3)
+    assert (trainer.initial_lr, trainer.momentum, trainer.weight_decay) == (1e-2, 0.99, 3e-5)
+    trainer.network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager,
+                                                         3, 2, True)
+    optimizer, schedule = trainer.configure_optimizers()
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-2]
     assert schedule.kind == "poly" and optimizer.defaults["momentum"] == 0.99
     scales = trainer._get_deep_supervision_scales()
     assert scales[0] == [1.0, 1.0] and len(scales) == 4

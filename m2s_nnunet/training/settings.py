@@ -26,7 +26,7 @@ SCRATCH_RECIPE: dict[str, object] = {
     "encoder_name": PLANS_ENCODER,  # nnU-Net's residual encoder built from the plans, InstanceNorm
     "refine": True,  # full-resolution refinement path
     "use_side_heads": True,  # deep supervision through the O2..O4 side heads
-    "optimizer_recipe": "nnunet",  # SGD 0.99 Nesterov, lr 0.01, poly
+    "optimizer_recipe": "paper",  # SGD 0.9, lr 0.05 (the whole network: no pretrained part), triangular
     "seg_loss": "dice_ce",
 }
 # class attribute -> settings key
