@@ -112,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-test", action="store_true", help="train and validate only (ablation screening)")
     p.add_argument("--equal-time", action="store_true",
                    help="also train every other model for the baseline's training time: its iterations per epoch "
-                        "scaled by the measured speed ratio (rows marked 'equal time')")
+                        "scaled by the measured speed ratio, each model's fastest run counting (rows marked "
+                        "'equal time')")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work-dir", type=Path, default=BENCH / "out" / "accuracy_work")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the plan; train nothing")
@@ -346,13 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     dataset, tests = prepare(args, logs)
     results = {m.label: [run_model(args, m, s, dataset, tests, logs) for s in args.seeds] for m in args.models}
     if args.equal_time:
-        base = {r["seed"]: r["bench"]["train_seconds"] for r in results[args.models[0].label]}
+        # Each model's speed is its fastest run here (the one least disturbed by other load on the machine).
+        base_seconds = min(r["bench"]["train_seconds"] for r in results[args.models[0].label])
         for m in args.models[1:]:
-            runs = []
-            for r in results[m.label]:
-                matched = max(1, round(base[r["seed"]] / r["bench"]["seconds_per_iteration"] / args.epochs))
-                runs.append(run_model(args, m, r["seed"], dataset, tests, logs, iters=matched))
-            results[f"{m.label} (equal time)"] = runs
+            per_iteration = min(r["bench"]["seconds_per_iteration"] for r in results[m.label])
+            matched = max(1, round(base_seconds / per_iteration / args.epochs))
+            print(f"[equal time] {m.label}: {matched} iterations per epoch ({base_seconds:.0f} s of training at "
+                  f"{per_iteration:.2f} s per iteration)")
+            results[f"{m.label} (equal time)"] = [run_model(args, m, seed, dataset, tests, logs, iters=matched)
+                                                  for seed in args.seeds]
     test_names = [] if args.no_test else list(tests)
     md = render(args, results, test_names)
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
