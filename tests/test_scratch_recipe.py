@@ -106,9 +106,11 @@ def test_variants_that_choose_their_own_scratch_encoder_keep_it():
 
 
 def test_plans_entry_overrides_network_settings_and_rejects_unknown_keys():
-    s = resolve_settings(M2SNetTrainer_scratch, _config("2d", {"refine": False, "encoder_blocks": 1,
-                                                                "memory_model": {"encoder": "x"}}), 3)
-    assert s["refine"] is False and s["encoder_blocks"] == 1 and "memory_model" not in s
+    # "refine": true is also how a model trained with 0.2.0's recipe (refinement path on) is rebuilt
+    s = resolve_settings(M2SNetTrainer_scratch, _config("2d", {"refine": True, "encoder_blocks": 1,
+                                                               "memory_model": {"encoder": "x"}}), 3)
+    assert s["refine"] is True and s["encoder_blocks"] == 1 and "memory_model" not in s
+    assert resolve_settings(M2SNetTrainer_scratch, _config("2d"), 3)["refine"] is False
     with pytest.raises(ValueError, match="unknown key.*'lossnet'"):
         resolve_settings(M2SNetTrainer, _config("2d", {"lossnet": 0}), 3)
 
@@ -132,7 +134,7 @@ def test_scratch_network_builds_identically_for_training_and_prediction(configur
     cm = plans_manager.get_configuration(configuration)
     train_net = M2SNetTrainer_scratch.build_network_architecture(plans_manager, cm, channels, 2, True)
     predict_net = M2SNetTrainer_scratch.build_network_architecture(plans_manager, cm, channels, 2, False)
-    assert train_net.refine and train_net.has_side_heads and train_net.encoder.name.startswith("plans-residual")
+    assert not train_net.refine and train_net.has_side_heads and train_net.encoder.name.startswith("plans-residual")
     predict_net.load_state_dict(train_net.state_dict())  # strict, as nnU-Net's predictor loads it
     x = torch.randn(2, channels, *cm.patch_size)
     outputs = train_net.train()(x)

@@ -53,7 +53,7 @@ class M2SNetTrainer(nnUNetTrainer):
     2D RGB configurations use the timm encoder with ImageNet weights, as the paper does. Where those weights
     do not apply (3D configurations, inputs that are not 3-channel), the from-scratch recipe replaces the
     network and optimiser settings it names (``training/settings.py``): nnU-Net's residual encoder built
-    from the plans, deep supervision and the refinement path; LossNet stays (on slices in 3D).
+    from the plans and deep supervision; LossNet stays (on slices in 3D).
 
     Optimiser (the paper's recipe, Zhao et al. 2023): SGD, Nesterov, momentum 0.9, weight decay 5e-4,
     base lr 0.05 for the decoder and 10x lower for the pretrained backbone, triangular schedule (rise to
