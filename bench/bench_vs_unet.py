@@ -285,11 +285,10 @@ def build_loss(spec: Spec, s: Setup) -> nn.Module:
         if settings["side_heads"]:
             weights = np.array([1 / 2**i for i in range(4)])
             seg = DeepSupervisionWrapper(seg, weights / weights.sum())
-        lossnet = LossNet(pretrained=False, size=224 if len(s.patch) == 2 else None) if cls.lossnet_weight else None
+        lossnet = LossNet(pretrained=False) if cls.lossnet_weight else None
         return SegmentationPlusLossNet(seg, lossnet, cls.lossnet_weight).to(s.device)
-    # random VGG16: timing only; 224x224 in 2D, native slice size in 3D, as M2SNetTrainer._build_loss does
-    size = 224 if len(s.patch) == 2 else None
-    lossnet = LossNet(pretrained=False, size=size) if spec.lossnet else None
+    # random VGG16: timing only; sides above 224 resized down to it, as M2SNetTrainer._build_loss does
+    lossnet = LossNet(pretrained=False) if spec.lossnet else None
     return SegmentationPlusLossNet(seg, lossnet, 0.1 if spec.lossnet else 0.0).to(s.device)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +53,45 @@ def test_gradient_flows_to_prediction_only(lossnet):
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     assert target.grad is None
     assert all(p.grad is None for p in lossnet.parameters())
+
+
+def test_lossnet_resizes_down_to_224_and_never_up(lossnet):
+    assert lossnet.size == 224
+    assert lossnet.input_size((352, 352)) == (224, 224)  # the paper's resize
+    assert lossnet.input_size((128, 128)) == (128, 128)  # nnU-Net's small 2D patches: native size
+    assert lossnet.input_size((100, 384)) == (100, 224)  # per side
+    seen = []
+    hook = lossnet.blocks[0].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    lossnet(torch.rand(1, 2, 128, 96), torch.rand(1, 2, 128, 96))
+    lossnet(torch.rand(1, 1, 352, 352), torch.rand(1, 1, 352, 352))
+    hook.remove()
+    assert seen == [(2, 3, 128, 96)] * 2 + [(1, 3, 224, 224)] * 2  # target, then prediction
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_native_size_lossnet_keeps_the_gradient_direction_of_the_224_upsampling(seed):
+    """0.3.0 upsampled 128 px maps to 224 before VGG16; the native size must pull the prediction the same way.
+
+    Random VGG16 weights (no ImageNet file offline), smooth predictions as a network gives them: the gradient
+    w.r.t. the prediction agrees in direction (measured cosine 0.92-0.96) and both reduce |prediction - mask|.
+    """
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    net = LossNet(pretrained=False)
+    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    mask = (((yy - 60) ** 2 + (xx - 70) ** 2) < 30**2).float()[None, None]
+    pred = torch.sigmoid(F.avg_pool2d(torch.randn(1, 1, 128, 128) * 4 + (mask * 2 - 1) * 2, 9, 1, 4))
+    native = pred.clone().requires_grad_()
+    net(native, mask).backward()
+    upsampled = pred.clone().requires_grad_()
+    up = partial(F.interpolate, size=(224, 224), mode="bilinear", align_corners=False)
+    net(up(upsampled), up(mask)).backward()
+    g_native, g_up = native.grad.flatten(), upsampled.grad.flatten()
+    assert float(F.cosine_similarity(g_native, g_up, dim=0)) > 0.85
+    error = (pred - mask).flatten()
+    assert float(F.cosine_similarity(g_native, error, dim=0)) > 0.5  # descending it moves towards the mask
+    assert float(F.cosine_similarity(g_up, error, dim=0)) > 0.5
 
 
 def test_lossnet_shape_errors(lossnet):

@@ -126,6 +126,9 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
                   {**_BASE, "use_side_heads": True, "refine": True}),
     "DS_structure": ("base + deep supervision + structure loss",
                      {**_BASE, "use_side_heads": True, "seg_loss": "structure"}),
+    # the recipe's network as 0.3.0 built it for 4-stage plans (X2 at full resolution), for the speed issue
+    "DS_last4": ("DS with 0.3.0's level mapping (X2..X5 = the last four stages)",
+                 {**_BASE, "use_side_heads": True, "level_mapping": "last4"}),
 }
 
 

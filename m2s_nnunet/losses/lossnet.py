@@ -21,8 +21,10 @@ class LossNet(nn.Module):
 
     Generalised to C channels: every channel of ``pred`` (probabilities) and ``target`` (one-hot or region
     masks) is compared on its own, as a grey image repeated to RGB, and the per-channel losses are
-    averaged. Maps are resized to ``size`` (224 in the paper) *before* the channel repeat and ImageNet
-    normalisation (both are linear, so the order does not change the result, only the cost).
+    averaged. Maps larger than ``size`` (224, the paper's) on a side are resized down to it, *before* the channel
+    repeat and ImageNet normalisation (both linear, so the order changes the cost, not the result). Smaller
+    maps are used as they are: the paper resizes its 352 px maps down to 224, and upsampling a 128 px patch
+    to 224 would add no information but cost 3x the VGG16 work, more than the network's own step.
 
     The VGG weights are frozen and the module stays in eval mode; it holds no trainable parameter and
     belongs to the loss, never to the network (so it never reaches a checkpoint).
@@ -30,7 +32,7 @@ class LossNet(nn.Module):
     Args:
         weights: a VGG16 state-dict file; None resolves ImageNet weights (see ``m2s_nnunet.weights``).
         pretrained: False keeps random VGG weights (only for unit tests of the plumbing: not the paper's loss).
-        size: side of the square resize before VGG; None keeps the input size.
+        size: the largest side VGG16 sees (larger maps are resized down per side); None keeps every size.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True,
@@ -55,11 +57,16 @@ class LossNet(nn.Module):
         """Always eval: VGG16 has no BatchNorm, but dropout-free eval keeps it a fixed function."""
         return super().train(False)
 
+    def input_size(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The map size VGG16 sees for maps of ``shape``: each side capped at ``size``."""
+        return shape if self.size is None else tuple(min(s, self.size) for s in shape)
+
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
         x = x.reshape(b * c, 1, *x.shape[2:])
-        if self.size is not None and tuple(x.shape[2:]) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        size = self.input_size(tuple(x.shape[2:]))
+        if size != tuple(x.shape[2:]):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return (x.expand(-1, 3, -1, -1) - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -129,6 +129,16 @@ class M2SNet(nn.Module):
             main_channels = c_in
         self.head = SegmentationHeads(width, num_classes, side_heads, dim, main_channels)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Name the fix when a checkpoint predates the extra bottleneck stage (m2s-nnunet <= 0.3.0, 4-stage plans)."""
+        if (strict and getattr(self.encoder, "extra_stage", None) is not None
+                and not any(k.startswith("encoder.extra_stage.") for k in state_dict)):
+            raise RuntimeError(
+                "this checkpoint was trained with m2s-nnunet 0.3.0 or older on plans with 4 encoder stages, where "
+                "X2..X5 were the last four stages. Add \"m2snet\": {\"level_mapping\": \"last4\"} to this "
+                "configuration in the plans.json of the trained model folder to build that network again.")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     @property
     def has_side_heads(self) -> bool:
         return len(self.head.seg_layers) > 1

@@ -12,6 +12,7 @@ import pydoc
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.residual import StackedResidualBlocks
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from torch import nn
 
@@ -29,15 +30,27 @@ def _locate(value):
     return value
 
 
-def level_indices(n_stages: int) -> tuple[int, int, int, int, int]:
-    """X5..X2 are the last four stages; X1 is the stage before X2 (or X2 itself with only four stages).
+LEVEL_MAPPINGS = ("auto", "last4")
 
-    As in the paper (where X1 is the ResNet stem after its max-pool), X1 is then max-pooled to X2's
-    resolution, so the decoder never runs at the full input resolution (a 64-channel 3D decoder at full
-    resolution would cost 4-8x more for little gain).
+
+def level_indices(n_stages: int, mapping: str = "auto") -> tuple[int, int, int, int, int]:
+    """Which encoder stage gives X1..X5 (index ``n_stages`` is the extra bottleneck stage, see below).
+
+    "last4" (0.3.0 and before): X5..X2 are the last four stages, X1 the stage before X2, or X2 itself
+    with only four stages. "auto" (the default) is the same except that X2 is never the full-resolution
+    stage: with four stages (nnU-Net plans them for small 3D patches, e.g. Hippocampus 40x56x40) X2..X4
+    are stages 1..3 and X5 is one extra stride-1 residual stage on the bottleneck. The paper's decoder
+    runs at stride 4 of a 352 px image; at stride 1 seven of its ten subtraction units would run on every
+    voxel (3.4x the U-Net's time per step on Hippocampus), at stride 2 on one voxel in eight.
+
+    As in the paper (where X1 is the ResNet stem after its max-pool), X1 is max-pooled to X2's resolution.
     """
+    if mapping not in LEVEL_MAPPINGS:
+        raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got '{mapping}'")
     if n_stages < 4:
         raise ValueError(f"M2SNet needs an encoder with at least 4 stages, the plans have {n_stages}")
+    if mapping == "auto" and n_stages == 4:
+        return (0, 1, 2, 3, 4)
     x2 = n_stages - 4
     return (max(x2 - 1, 0), x2, x2 + 1, x2 + 2, x2 + 3)
 
@@ -65,12 +78,13 @@ class PlansEncoder(nn.Module):
     """nnU-Net's residual encoder returning [X1, ..., X5] and their per-axis strides.
 
     ``n_blocks_per_stage`` overrides the depth (see ``blocks_per_stage``); ``norm`` ("instance" or "batch")
-    overrides the plans' normalisation (nnU-Net plans InstanceNorm).
+    overrides the plans' normalisation (nnU-Net plans InstanceNorm); ``level_mapping`` picks the stages of
+    X1..X5 (see ``level_indices``).
     """
 
     def __init__(self, in_channels: int, arch_kwargs: dict,
                  n_blocks_per_stage: int | list[int] | tuple[int, ...] | None = None,
-                 norm: str | None = None) -> None:
+                 norm: str | None = None, level_mapping: str = "auto") -> None:
         super().__init__()
         n_stages = int(arch_kwargs["n_stages"])
         conv_op = _locate(arch_kwargs["conv_op"])
@@ -99,10 +113,19 @@ class PlansEncoder(nn.Module):
         )
         self.name = f"plans-residual-encoder-{self.dim}d"
         self.in_channels = in_channels
-        self.indices = level_indices(n_stages)
+        self.indices = level_indices(n_stages, level_mapping)
         features = list(arch_kwargs["features_per_stage"])
+        stage_strides = np.array(arch_kwargs["strides"], dtype=int).reshape(n_stages, -1)
+        self.extra_stage: nn.Module | None = None
+        if self.indices[-1] == n_stages:  # X5: one more stage of the last one's kind, without a stride
+            self.extra_stage = StackedResidualBlocks(
+                blocks[-1], conv_op, features[-1], features[-1], arch_kwargs["kernel_sizes"][-1], 1,
+                conv_bias=bool(arch_kwargs.get("conv_bias", True)), norm_op=norm_op, norm_op_kwargs=norm_kwargs,
+                nonlin=_locate(arch_kwargs.get("nonlin")), nonlin_kwargs=arch_kwargs.get("nonlin_kwargs"))
+            features.append(features[-1])
+            stage_strides = np.concatenate([stage_strides, np.ones_like(stage_strides[:1])])
         self.channels: tuple[int, ...] = tuple(features[i] for i in self.indices)
-        cumulative = np.cumprod(np.array(arch_kwargs["strides"], dtype=int).reshape(n_stages, -1), axis=0)
+        cumulative = np.cumprod(stage_strides, axis=0)
         strides = [tuple(int(s) for s in cumulative[i]) for i in self.indices]
         self.x1_pool = tuple(b // a for a, b in zip(strides[0], strides[1]))  # X1 -> X2 resolution
         strides[0] = strides[1]
@@ -117,6 +140,8 @@ class PlansEncoder(nn.Module):
     def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """([X1..X5], [stages finer than X2, coarse to fine])."""
         skips = self.body(x)
+        if self.extra_stage is not None:
+            skips = [*skips, self.extra_stage(skips[-1])]
         levels = [skips[i] for i in self.indices]
         if any(k > 1 for k in self.x1_pool):
             pool = F.max_pool3d if self.dim == 3 else F.max_pool2d

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 PLANS_SETTINGS_KEY = "m2snet"  # optional per-configuration dict in the plans, e.g. {"encoder": "resnet18"}
 # Network settings a plans' ``m2snet`` entry may set (they override the trainer variant's).
-NETWORK_SETTINGS = ("encoder", "width", "refine", "decoder_norm", "encoder_norm", "encoder_blocks")
+NETWORK_SETTINGS = ("encoder", "width", "refine", "decoder_norm", "encoder_norm", "encoder_blocks", "level_mapping")
 PLANS_RECORDS = ("memory_model",)  # written by `m2s-nnunet plan`: records, not settings
 OPTIMIZER_RECIPES = ("paper", "nnunet")
 SEG_LOSSES = ("dice_ce", "structure")
@@ -32,7 +32,8 @@ SCRATCH_RECIPE: dict[str, object] = {
 }
 # class attribute -> settings key
 _ATTRIBUTES = {"encoder_name": "encoder", "refine": "refine", "decoder_norm": "decoder_norm",
-               "encoder_norm": "encoder_norm", "encoder_blocks": "encoder_blocks", "use_side_heads": "side_heads",
+               "encoder_norm": "encoder_norm", "encoder_blocks": "encoder_blocks", "level_mapping": "level_mapping",
+               "use_side_heads": "side_heads",
                "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss"}
 
 

@@ -85,6 +85,9 @@ class M2SNetTrainer(nnUNetTrainer):
     decoder_norm: str | None = None  # None: BatchNorm with a timm encoder, InstanceNorm with the plans encoder
     encoder_norm: str | None = None  # plans encoder only; None: the plans' norm_op (InstanceNorm)
     encoder_blocks: int | tuple[int, ...] | None = None  # plans encoder only; None: the plans' own or the default
+    # plans encoder only: "auto" never puts X2 at full resolution (with 4-stage plans, X5 is an extra stride-1
+    # stage); "last4": X2..X5 are the last four stages, as in 0.3.0 and before (plans_encoder.level_indices)
+    level_mapping: str = "auto"
     # Schedule overrides (None keeps nnU-Net's 1000 epochs x 250 training / 50 validation iterations).
     epochs: int | None = None
     iterations_per_epoch: int | None = None
@@ -133,7 +136,7 @@ class M2SNetTrainer(nnUNetTrainer):
                 encoder=settings["encoder"], width=int(settings["width"]), side_heads=side_heads,
                 deep_supervision=side_heads and enable_deep_supervision, refine=bool(settings["refine"]),
                 decoder_norm=settings["decoder_norm"], encoder_norm=settings["encoder_norm"],
-                encoder_blocks=settings["encoder_blocks"],
+                encoder_blocks=settings["encoder_blocks"], level_mapping=settings["level_mapping"],
             )
         except ValueError as err:
             raise RuntimeError(f"cannot build M2SNet for this configuration: {err}") from err
@@ -242,10 +245,8 @@ class M2SNetTrainer(nnUNetTrainer):
         if ds:
             weights = np.array([1 / 2**i for i in range(len(self._get_deep_supervision_scales()))])
             seg_loss = DeepSupervisionWrapper(seg_loss, weights / weights.sum())
-        # 2D: the paper's 224x224 resize. 3D patches are small per slice (e.g. 56x40 for Hippocampus): resizing
-        # every slice to 224x224 would cost ~20x more VGG16 work than the native size, for no gain.
-        size = 224 if len(self.configuration_manager.patch_size) == 2 else None
-        lossnet = LossNet(size=size) if self.lossnet_weight > 0 else None
+        # the paper's 224 as the largest side VGG16 sees (3D: of each slice); smaller maps keep their size
+        lossnet = LossNet(size=224) if self.lossnet_weight > 0 else None
         loss = SegmentationPlusLossNet(
             seg_loss, lossnet, self.lossnet_weight,
             regions=self.label_manager.has_regions, ignore_label=self.label_manager.ignore_label,
