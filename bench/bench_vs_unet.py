@@ -169,32 +169,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------- plans
 def make_builtin_plans(work: Path, size: tuple[int, int], n_images: int, channels: int, classes: int,
                        log: Path) -> Path:
+    """nnU-Net's plans for ``n_images`` natural images (PNG) of ``size``; see ``make_synthetic_plans``."""
+    channel_names = {"0": "R", "1": "G", "2": "B"} if channels == 3 else {str(i): "grey" for i in range(channels)}
+    return make_synthetic_plans(work, (1, *size), (999.0, 1.0, 1.0), n_images, channel_names, classes, log)
+
+
+def make_synthetic_plans(work: Path, shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                         n_images: int, channel_names: dict[str, str], classes: int, log: Path) -> Path:
     """Run nnU-Net's ExperimentPlanner on a synthetic fingerprint: the plans nnU-Net would make for such a dataset.
 
     The planner only reads the fingerprint (shapes, spacings, intensities) and one example file for the reader
-    choice, so one tiny PNG and a written fingerprint give the same plans as the real dataset would.
+    choice, so one tiny file and a written fingerprint give the same plans as the real dataset would. A first
+    axis of 1 with spacing 999 is a 2D dataset (PNG files), anything else 3D (NIfTI files).
     """
-    from PIL import Image
-
     env = work_env(work)
     name = f"Dataset{BUILTIN_DATASET_ID}_BenchPlans"
     raw = Path(env["nnUNet_raw"]) / name
     pre = Path(env["nnUNet_preprocessed"]) / name
     for folder in (raw / "imagesTr", raw / "labelsTr", pre):
         folder.mkdir(parents=True, exist_ok=True)
-    pixels = np.zeros((32, 32, 3) if channels == 3 else (32, 32), dtype=np.uint8)
-    Image.fromarray(pixels).save(raw / "imagesTr" / "case_000_0000.png")
-    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(raw / "labelsTr" / "case_000.png")
-    channel_names = {"0": "R", "1": "G", "2": "B"} if channels == 3 else {str(i): "grey" for i in range(channels)}
+    is_2d = shape[0] == 1 and spacing[0] == 999.0
+    if is_2d:
+        from PIL import Image
+
+        rgb = list(channel_names.values()) == ["R", "G", "B"]
+        Image.fromarray(np.zeros((32, 32, 3) if rgb else (32, 32), dtype=np.uint8)).save(
+            raw / "imagesTr" / "case_000_0000.png")
+        Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(raw / "labelsTr" / "case_000.png")
+        file_ending, reader = ".png", {"overwrite_image_reader_writer": "NaturalImage2DIO"}
+    else:
+        import SimpleITK as sitk
+
+        for folder, fname in ((raw / "imagesTr", "case_000_0000.nii.gz"), (raw / "labelsTr", "case_000.nii.gz")):
+            image = sitk.GetImageFromArray(np.zeros((8, 8, 8), dtype=np.int16))
+            image.SetSpacing(tuple(float(v) for v in reversed(spacing)))
+            sitk.WriteImage(image, str(folder / fname))
+        file_ending, reader = ".nii.gz", {}
     labels = {"background": 0} | {f"class_{i}": i for i in range(1, classes)}
     (raw / "dataset.json").write_text(json.dumps({
-        "channel_names": channel_names, "labels": labels, "numTraining": n_images, "file_ending": ".png",
-        "overwrite_image_reader_writer": "NaturalImage2DIO"}, indent=2))
+        "channel_names": channel_names, "labels": labels, "numTraining": n_images, "file_ending": file_ending,
+        **reader}, indent=2))
     stats = {"mean": 110.0, "median": 105.0, "std": 60.0, "min": 0.0, "max": 255.0,
              "percentile_99_5": 250.0, "percentile_00_5": 2.0}
     fingerprint = {
-        "spacings": [[999.0, 1.0, 1.0]] * n_images,
-        "shapes_after_crop": [[1, size[0], size[1]]] * n_images,
+        "spacings": [list(spacing)] * n_images,
+        "shapes_after_crop": [list(shape)] * n_images,
         "foreground_intensity_properties_per_channel": {str(i): stats for i in range(len(channel_names))},
         "median_relative_size_after_cropping": 1.0,
     }

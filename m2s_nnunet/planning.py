@@ -99,9 +99,10 @@ def measure_memory_model(configuration: dict, in_channels: int, num_classes: int
     lossnet_bytes = 0.0
     if lossnet:
         vgg = LossNet(pretrained=False)
-        pred = torch.rand(1, 1, 64, 64, requires_grad=True)
+        side = vgg.size  # the largest map VGG16 sees (smaller patches cost less: an upper bound)
+        pred = torch.rand(1, 1, side, side, requires_grad=True)
         slices = SegmentationPlusLossNet.max_slices if len(reference) == 3 else 1
-        lossnet_bytes = float(_saved_tensor_bytes(vgg, (pred, torch.rand(1, 1, 64, 64)))) * slices
+        lossnet_bytes = float(_saved_tensor_bytes(vgg, (pred, torch.rand(1, 1, side, side)))) * slices
         static += sum(b.numel() for b in vgg.parameters()) * 4
     return MemoryModel(static, per_voxel, lossnet_bytes)
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -60,6 +61,42 @@ def test_bench_vs_unet_tiny(tmp_path):
                        "--encoders", "resnet18", "--threads", "1")
     memory = json.loads(probe.strip().splitlines()[-1])
     assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 0
+
+
+def test_speed_table_hippocampus_rows(tmp_path):
+    """The 3D rows on nnU-Net's own plans for a Hippocampus-like fingerprint (the smallest case of the table)."""
+    out = run_script("speed_table.py", "--device", "cpu", "--quick", "--cases", "3d_hippo",
+                     "--json", str(tmp_path / "s.json"))
+    assert "3D 40x56x40, batch 2: M2SNetTrainer (recipe + LossNet) / U-Net" in out
+    assert "3D 40x56x40, batch 2: M2SNet with 0.3.0's level mapping / U-Net" in out
+    data = json.loads((tmp_path / "s.json").read_text())
+    steps = data["3d_hippo"]["steps"]
+    assert set(steps) == {"unet", "tr_M2SNetTrainer", "tr_SpeedTable_M2SNet_last4"}
+    # the new level mapping keeps the pyramid off the full resolution: far fewer saved activations than 0.3.0's
+    assert steps["tr_M2SNetTrainer"]["activation_mib"] < 0.5 * steps["tr_SpeedTable_M2SNet_last4"]["activation_mib"]
+    assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
+
+
+def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the skip path does not apply")
+    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(tmp_path / "g.md")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Skipped: no CUDA device" in (tmp_path / "g.md").read_text()
+
+
+def test_gpu_check_code_paths_on_cpu(tmp_path):
+    """Every check of the GPU script at toy sizes on the CPU, so the GPU day does not start with a crash."""
+    out = run_script("gpu_check.py", "--cpu-smoke", "--out", str(tmp_path / "g.md"),
+                     "--only", "fixed filters: fast path vs plain convolution", "LossNet under autocast",
+                     "training steps under autocast", "memory model vs max_memory_allocated", "DDP", timeout=600)
+    report = (tmp_path / "g.md").read_text()
+    assert "Traceback" not in report, report
+    assert "all finite: **True**" in report
+    assert "2-process DDP step (gloo): max gradient difference between ranks 0" in report
+    assert "parameters without a gradient: 0" in report
+    assert out
 
 
 def test_profile_step_tiny():

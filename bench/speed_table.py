@@ -1,0 +1,302 @@
+"""Every row of the speed table of issue 11, measured as M2SNet / U-Net ratios in one process.
+
+Each case builds nnU-Net's own plans for a synthetic fingerprint (``nnUNetv2_plan_experiment``; the planner
+only reads shapes, spacings and intensities), the U-Net exactly as ``nnUNetTrainer`` builds it and M2SNet as a
+trainer class builds it, and times them interleaved on random data (``bench_vs_unet.py`` does the building and
+the training step: forward, loss, backward, clipping, SGD):
+
+* 2D, 1000 RGB images of 352x352 (nnU-Net plans a 384x384 patch), batch 2: Res2Net-50 M2SNet + 0.1 LossNet
+  (``M2SNetTrainer``), with and without LossNet (the LossNet share of the step);
+* 2D, 1000 RGB images of 128x128 (patch 128x128), batch 8: the same, and LossNet as 0.3.0 ran it (128 px
+  maps upsampled to 224 before VGG16);
+* 3D thick-slice CT (5 x 0.8 x 0.8 mm, 40x128x128 voxels: patch 40x128x128, 6 stages), batch 1, and MSD
+  Hippocampus (1 mm, 36x50x35: patch 40x56x40, 4 stages), batch 2: ``M2SNetTrainer`` in 3D (the from-scratch
+  recipe + 0.1 LossNet on slices) and, for Hippocampus, 0.3.0's level mapping (X2 at full resolution);
+* inference at 128x128 inside nnU-Net's predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
+  Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet, M2SNet on the plans encoder.
+
+Throughput ratio = U-Net step time / M2SNet step time (> 1: M2SNet is faster). Activation memory = bytes
+of the tensors autograd saves for the backward pass in one training forward (parameters excluded): a
+device-independent count of what a step keeps alive, measured in this process. GFLOP/s counts convolutions
+and matrix products (PyTorch's FlopCounterMode) over the step, as a share of a measured fp32 matmul peak.
+
+    python bench/speed_table.py --out bench/out/speed_table.md --json bench/out/speed_table.json
+    python bench/speed_table.py --quick          # tiny repeats: checks that every row runs (a few minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from bench_vs_unet import (
+    Setup,
+    Spec,
+    TrainCase,
+    build_network,
+    build_optimizer,
+    load_setup,
+    make_synthetic_plans,
+    set_unet_deep_supervision,
+)
+from benchlib import (
+    count_flops,
+    describe_device,
+    markdown_table,
+    matmul_peak_gflops,
+    median,
+    pick_device,
+    time_interleaved,
+    write_outputs,
+)
+
+from m2s_nnunet.losses import LossNet
+from m2s_nnunet.training import M2SNetTrainer
+from m2s_nnunet.training.loss import SegmentationPlusLossNet
+
+RGB = {"0": "R", "1": "G", "2": "B"}
+
+
+@dataclass(frozen=True)
+class PlansCase:
+    """A synthetic dataset nnU-Net plans for, the configuration to use and the training batch."""
+
+    name: str
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    channels: dict[str, str]
+    classes: int
+    configuration: str
+    batch: int
+
+
+CASES = {
+    "2d_352": PlansCase("2D, 1000 RGB images of 352x352", (1, 352, 352), (999.0, 1.0, 1.0), RGB, 2, "2d", 2),
+    "2d_128": PlansCase("2D, 1000 RGB images of 128x128", (1, 128, 128), (999.0, 1.0, 1.0), RGB, 2, "2d", 8),
+    "3d_ct": PlansCase("3D thick-slice CT, 5x0.8x0.8 mm, 40x128x128 voxels", (40, 128, 128), (5.0, 0.8, 0.8),
+                       {"0": "CT"}, 2, "3d_fullres", 1),
+    "3d_hippo": PlansCase("3D MSD Hippocampus-like, 1 mm, 36x50x35 voxels", (36, 50, 35), (1.0, 1.0, 1.0),
+                          {"0": "MRI"}, 3, "3d_fullres", 2),
+}
+
+
+class UpsamplingLossNet(LossNet):
+    """LossNet as 0.3.0 ran it in 2D: every map resized to 224x224, small patches upsampled."""
+
+    def input_size(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.size, self.size)
+
+
+def _trainer(name: str, **attrs) -> str:
+    """Register a trainer variant under ``name`` where ``bench_vs_unet.trainer_class`` finds it."""
+    import m2s_nnunet.training as training
+
+    if not hasattr(training, name):
+        base = attrs.pop("base", M2SNetTrainer)
+        setattr(training, name, type(name, (base,), attrs))
+    return name
+
+
+PAPER = _trainer("SpeedTable_M2SNet_paper", scratch_recipe=None)  # Res2Net-50, 2D, as published
+PAPER_NO_LOSSNET = _trainer("SpeedTable_M2SNet_paper_noLossNet", scratch_recipe=None, lossnet_weight=0.0)
+DEFAULT_3D = "M2SNetTrainer"  # 3D: the from-scratch recipe + 0.1 LossNet on slices
+LAST4_3D = _trainer("SpeedTable_M2SNet_last4", level_mapping="last4")  # 0.3.0's 3D network
+
+
+def activation_bytes(case: TrainCase) -> int:
+    """Bytes autograd saves for backward in one training forward + loss (parameters and buffers excluded)."""
+    owned = {p.data_ptr() for m in (case.net, case.loss) for p in [*m.parameters(), *m.buffers()]}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in owned:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    set_unet_deep_supervision(case.net, True)
+    case.net.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = case.loss(case.net(case.x), case.y)
+    del loss
+    return sum(seen.values())
+
+
+def _specs(trainers: list[str]) -> list[Spec]:
+    return [Spec("unet", "nnU-Net U-Net", "unet")] + [Spec(f"tr_{t}", t, f"tr_{t}", trainer=t) for t in trainers]
+
+
+def train_cases(s: Setup, trainers: list[str], lossnet_factory=None, compile_: bool = False) -> dict[str, TrainCase]:
+    cases = {}
+    for spec in _specs(trainers):
+        net = build_network(spec, s)
+        if compile_:
+            net = torch.compile(net)
+        case = TrainCase(spec, s, net, build_optimizer(spec, net, s))
+        if lossnet_factory is not None and isinstance(case.loss, SegmentationPlusLossNet) and case.loss.lossnet:
+            case.loss.lossnet = lossnet_factory().to(s.device)
+        cases[spec.key] = case
+    return cases
+
+
+def time_steps(cases: dict[str, TrainCase], device: torch.device, warmup: int, repeats: int,
+               compiled: bool = False) -> dict[str, dict]:
+    """Step times (interleaved), FLOPs per step and saved activations (not measured for compiled networks)."""
+    samples = time_interleaved({k: c.step for k, c in cases.items()}, device, warmup, repeats)
+    out = {}
+    for key, case in cases.items():
+        t = median(samples[key])
+        out[key] = {"step_s": t, "samples_s": samples[key], "flops_per_step": count_flops(case.step),
+                    "activation_mib": None if compiled else activation_bytes(case) / 2**20}
+        out[key]["gflops_per_s"] = out[key]["flops_per_step"] / t / 1e9
+    return out
+
+
+def _activation_ratio(steps: dict[str, dict], key: str) -> float | None:
+    m, unet = steps[key]["activation_mib"], steps["unet"]["activation_mib"]
+    return None if m is None or not unet else m / unet
+
+
+def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, warmup: int,
+                    repeats: int) -> dict[str, float]:
+    """Seconds per 128x128 image in nnU-Net's predictor (sliding window, Gaussian, all mirror axes)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    fns = {}
+    image = torch.randn(s.num_inputs, 1, *s.patch)  # one 2D image as nnU-Net's predictor holds it: (c, 1, y, x)
+    for label, trainer in trainers.items():
+        spec = Spec("unet", "U-Net", "unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer, "m",
+                                                                              trainer=trainer)
+        net = build_network(spec, s)
+        set_unet_deep_supervision(net, False)
+        net.eval()
+        predictor = nnUNetPredictor(use_mirroring=True, perform_everything_on_device=device.type == "cuda",
+                                    device=device, allow_tqdm=False)
+        predictor.manual_initialization(net, s.plans_manager, s.config, None, s.dataset_json, "bench", (0, 1))
+        fns[label] = partial(predictor.predict_sliding_window_return_logits, image)
+    samples = time_interleaved(fns, device, warmup, repeats)
+    return {label: median(v) for label, v in samples.items()}
+
+
+def plan(work: Path, case: PlansCase, device: torch.device) -> Setup:
+    """nnU-Net's plans for the case's synthetic dataset (1000 images in 2D, 100 volumes in 3D)."""
+    folder = Path(tempfile.mkdtemp(prefix="plans_", dir=work))
+    plans = make_synthetic_plans(folder, case.shape, case.spacing, 1000 if case.shape[0] == 1 else 100,
+                                 case.channels, case.classes, folder / "plan.log")
+    # CUDA: fp16 autocast + GradScaler, as nnU-Net trains there
+    return load_setup(plans, plans.parent / "dataset.json", case.configuration, case.batch, device,
+                      device.type == "cuda")
+
+
+def run(args: argparse.Namespace) -> tuple[str, dict]:
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    w, r = args.warmup, args.repeats
+    data: dict[str, dict] = {"device": describe_device(device)}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="m2s_speed_table_") as tmp:
+        work = Path(tmp)
+
+        def setup(key: str) -> Setup:
+            s = plan(work, CASES[key], device)
+            print(f"[{key}] patch {list(s.patch)}, batch {s.batch}, "
+                  f"{s.config.configuration['architecture']['arch_kwargs']['n_stages']} stages", flush=True)
+            return s
+
+        for key in [k for k in ("2d_352", "2d_128") if k in args.cases]:
+            s = setup(key)
+            cases = train_cases(s, [PAPER, PAPER_NO_LOSSNET], compile_=args.compile)
+            if key == "2d_128":
+                cases.update({f"{k}_upsampled": c for k, c in train_cases(
+                    s, [PAPER], lambda: UpsamplingLossNet(pretrained=False), args.compile).items() if k != "unet"})
+            t = time_steps(cases, device, w, r, args.compile)
+            data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
+            unet, m2s, bare = t["unet"]["step_s"], t[f"tr_{PAPER}"]["step_s"], t[f"tr_{PAPER_NO_LOSSNET}"]["step_s"]
+            label = f"2D {s.patch[0]}x{s.patch[1]}, batch {s.batch}"
+            rows.append([f"{label}: Res2Net-50 M2SNet + LossNet / U-Net", unet / m2s,
+                         _activation_ratio(t, f"tr_{PAPER}")])
+            rows.append([f"{label}: Res2Net-50 M2SNet without LossNet / U-Net", unet / bare,
+                         _activation_ratio(t, f"tr_{PAPER_NO_LOSSNET}")])
+            rows.append([f"{label}: LossNet share of the M2SNet step (a fraction)", (m2s - bare) / m2s, None])
+            if key == "2d_128":
+                rows.append([f"{label}: M2SNet + 0.3.0's LossNet (maps upsampled to 224) / U-Net",
+                             unet / t[f"tr_{PAPER}_upsampled"]["step_s"], None])
+        for key in [k for k in ("3d_ct", "3d_hippo") if k in args.cases]:
+            trainers = [DEFAULT_3D, LAST4_3D] if key == "3d_hippo" else [DEFAULT_3D]
+            s = setup(key)
+            t = time_steps(train_cases(s, trainers, compile_=args.compile), device, w, r, args.compile)
+            data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
+            label = f"3D {'x'.join(map(str, s.patch))}, batch {s.batch}"
+            for trainer in trainers:
+                what = ("M2SNet with 0.3.0's level mapping" if trainer == LAST4_3D
+                        else "M2SNetTrainer (recipe + LossNet)")
+                m = t[f"tr_{trainer}"]
+                rows.append([f"{label}: {what} / U-Net", t["unet"]["step_s"] / m["step_s"],
+                             _activation_ratio(t, f"tr_{trainer}")])
+        if "predictor" in args.cases:
+            s = setup("2d_128")
+            times = predictor_times(s, {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER,
+                                        "M2SNet on the plans encoder": "M2SNetTrainer_scratch"}, device, w, r)
+            data["predictor_128"] = times
+            for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder"):
+                rows.append([f"inference 128x128 with TTA in nnU-Net's predictor: {label} / U-Net",
+                             times["U-Net"] / times[label], None])
+    peak = matmul_peak_gflops(device, args.matmul_n, torch.float32)
+    data["matmul_peak_gflops"] = peak
+    step_rows = []
+    for key in [k for k in CASES if k in data]:
+        for name, m in data[key]["steps"].items():
+            step_rows.append([key, name.removeprefix("tr_"), m["step_s"], m["gflops_per_s"],
+                              100 * m["gflops_per_s"] / peak, m["activation_mib"]])
+    md = [
+        "# Speed: M2SNet against nnU-Net's U-Net, one process",
+        "",
+        f"- device: {data['device']}; {'fp16 autocast' if device.type == 'cuda' else 'fp32'}"
+        f"{'; torch.compile' if args.compile else ''}; warm-up {w}, median of {r} interleaved repeats; random data",
+        f"- matmul peak: {peak:.1f} GFLOP/s ({args.matmul_n}^3 fp32 torch.mm)",
+        "",
+        markdown_table(["row", "throughput ratio (> 1: M2SNet faster)", "activation memory ratio"], rows),
+        "",
+        "## Per network",
+        "",
+        markdown_table(["case", "network", "s/step", "GFLOP/s", "% of matmul peak", "activation MiB"], step_rows),
+        "",
+    ]
+    if "predictor_128" in data:
+        md.append("- predictor, s per 128x128 image with TTA: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in data["predictor_128"].items()))
+    return "\n".join(md), {**data, "rows": rows, "args": vars(args) | {"out": str(args.out), "json": str(args.json)}}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved timed calls, median reported")
+    p.add_argument("--matmul-n", type=int, default=2048)
+    p.add_argument("--cases", nargs="+", choices=[*CASES, "predictor"], default=[*CASES, "predictor"],
+                   help="which rows to measure (default: all)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile every network (activation memory is then not measured)")
+    p.add_argument("--quick", action="store_true", help="no warm-up, one repeat: checks that every row runs")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.warmup, args.repeats, args.matmul_n = 0, 1, 512
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    md, data = run(args)
+    write_outputs(md, data, args.out, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
