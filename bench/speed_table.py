@@ -130,13 +130,19 @@ def _specs(trainers: list[str]) -> list[Spec]:
     return [Spec("unet", "nnU-Net U-Net", "unet")] + [Spec(f"tr_{t}", t, f"tr_{t}", trainer=t) for t in trainers]
 
 
-def train_cases(s: Setup, trainers: list[str], lossnet_factory=None, compile_: bool = False) -> dict[str, TrainCase]:
+def train_cases(s: Setup, trainers: list[str], lossnet_factory=None, compile_: bool = False,
+                channels_last: bool = False) -> dict[str, TrainCase]:
     cases = {}
+    fmt = torch.channels_last if len(s.patch) == 2 else torch.channels_last_3d
     for spec in _specs(trainers):
         net = build_network(spec, s)
+        if channels_last:
+            net = net.to(memory_format=fmt)
         if compile_:
             net = torch.compile(net)
         case = TrainCase(spec, s, net, build_optimizer(spec, net, s))
+        if channels_last:
+            case.x = case.x.contiguous(memory_format=fmt)
         if lossnet_factory is not None and isinstance(case.loss, SegmentationPlusLossNet) and case.loss.lossnet:
             case.loss.lossnet = lossnet_factory().to(s.device)
         cases[spec.key] = case
@@ -144,7 +150,7 @@ def train_cases(s: Setup, trainers: list[str], lossnet_factory=None, compile_: b
 
 
 def time_steps(cases: dict[str, TrainCase], device: torch.device, warmup: int, repeats: int,
-               compiled: bool = False) -> dict[str, dict]:
+               compiled: bool = False, profile: bool = False) -> dict[str, dict]:
     """Step times (interleaved), FLOPs per step and saved activations (not measured for compiled networks)."""
     samples = time_interleaved({k: c.step for k, c in cases.items()}, device, warmup, repeats)
     out = {}
@@ -153,7 +159,21 @@ def time_steps(cases: dict[str, TrainCase], device: torch.device, warmup: int, r
         out[key] = {"step_s": t, "samples_s": samples[key], "flops_per_step": count_flops(case.step),
                     "activation_mib": None if compiled else activation_bytes(case) / 2**20}
         out[key]["gflops_per_s"] = out[key]["flops_per_step"] / t / 1e9
+        if profile:
+            out[key]["profile"] = profile_ops(case)
     return out
+
+
+def profile_ops(case: TrainCase, top: int = 8) -> list[list]:
+    """The ops with the most self time in one training step (torch.profiler), as table rows."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if case.s.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        case.step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [[e.key, e.count, e.self_cpu_time_total / 1e3, 100 * e.self_cpu_time_total / total] for e in events[:top]]
 
 
 def _activation_ratio(steps: dict[str, dict], key: str) -> float | None:
@@ -209,11 +229,13 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
 
         for key in [k for k in ("2d_352", "2d_128") if k in args.cases]:
             s = setup(key)
-            cases = train_cases(s, [PAPER, PAPER_NO_LOSSNET], compile_=args.compile)
+            cases = train_cases(s, [PAPER, PAPER_NO_LOSSNET], compile_=args.compile,
+                                channels_last=args.channels_last)
             if key == "2d_128":
                 cases.update({f"{k}_upsampled": c for k, c in train_cases(
-                    s, [PAPER], lambda: UpsamplingLossNet(pretrained=False), args.compile).items() if k != "unet"})
-            t = time_steps(cases, device, w, r, args.compile)
+                    s, [PAPER], lambda: UpsamplingLossNet(pretrained=False), args.compile,
+                    args.channels_last).items() if k != "unet"})
+            t = time_steps(cases, device, w, r, args.compile, args.profile)
             data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
             unet, m2s, bare = t["unet"]["step_s"], t[f"tr_{PAPER}"]["step_s"], t[f"tr_{PAPER_NO_LOSSNET}"]["step_s"]
             label = f"2D {s.patch[0]}x{s.patch[1]}, batch {s.batch}"
@@ -228,7 +250,8 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
         for key in [k for k in ("3d_ct", "3d_hippo") if k in args.cases]:
             trainers = [DEFAULT_3D, LAST4_3D] if key == "3d_hippo" else [DEFAULT_3D]
             s = setup(key)
-            t = time_steps(train_cases(s, trainers, compile_=args.compile), device, w, r, args.compile)
+            t = time_steps(train_cases(s, trainers, compile_=args.compile, channels_last=args.channels_last),
+                           device, w, r, args.compile, args.profile)
             data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
             label = f"3D {'x'.join(map(str, s.patch))}, batch {s.batch}"
             for trainer in trainers:
@@ -256,7 +279,8 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
         "# Speed: M2SNet against nnU-Net's U-Net, one process",
         "",
         f"- device: {data['device']}; {'fp16 autocast' if device.type == 'cuda' else 'fp32'}"
-        f"{'; torch.compile' if args.compile else ''}; warm-up {w}, median of {r} interleaved repeats; random data",
+        f"{'; torch.compile' if args.compile else ''}{'; channels_last' if args.channels_last else ''}; "
+        f"warm-up {w}, median of {r} interleaved repeats; random data",
         f"- matmul peak: {peak:.1f} GFLOP/s ({args.matmul_n}^3 fp32 torch.mm)",
         "",
         markdown_table(["row", "throughput ratio (> 1: M2SNet faster)", "activation memory ratio"], rows),
@@ -266,6 +290,11 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
         markdown_table(["case", "network", "s/step", "GFLOP/s", "% of matmul peak", "activation MiB"], step_rows),
         "",
     ]
+    for key in [k for k in CASES if k in data]:
+        for name, m in data[key]["steps"].items():
+            if m.get("profile"):
+                md += ["", f"### Profile: {key}, {name.removeprefix('tr_')} (one step, top ops by self CPU time)",
+                       "", markdown_table(["op", "calls", "self ms", "% of the step"], m["profile"])]
     if "predictor_128" in data:
         md.append("- predictor, s per 128x128 image with TTA: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in data["predictor_128"].items()))
@@ -282,6 +311,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which rows to measure (default: all)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every network (activation memory is then not measured)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for networks and inputs")
+    p.add_argument("--profile", action="store_true", help="also list each step's top ops (torch.profiler)")
     p.add_argument("--quick", action="store_true", help="no warm-up, one repeat: checks that every row runs")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)

@@ -9,6 +9,7 @@ import sys
 
 from m2s_nnunet import __version__, cli_analysis
 from m2s_nnunet.bench_cli import add_bench_parser
+from m2s_nnunet.cv.cli import add_cv_parser
 
 
 def env_exports(base: str, environ: dict[str, str] | None = None) -> list[str]:
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_analysis.add_convert_parser(sub)
     cli_analysis.add_evaluate_parser(sub)
     cli_analysis.add_summarize_parser(sub)
+    add_cv_parser(sub)
     add_bench_parser(sub)
     return parser
 

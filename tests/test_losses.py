@@ -94,6 +94,33 @@ def test_native_size_lossnet_keeps_the_gradient_direction_of_the_224_upsampling(
     assert float(F.cosine_similarity(g_up, error, dim=0)) > 0.5
 
 
+def test_cpu_bf16_lossnet_matches_fp32_and_is_opt_out(monkeypatch):
+    import torch.nn.functional as F
+
+    from m2s_nnunet.losses.lossnet import CPU_BF16_ENV, cpu_bf16_wanted
+
+    torch.manual_seed(0)
+    fp32 = LossNet(pretrained=False, cpu_bf16=False)
+    bf16 = LossNet(pretrained=False, cpu_bf16=True)
+    bf16.load_state_dict(fp32.state_dict())
+    target = (torch.rand(2, 1, 64, 64) > 0.5).float()
+    pred32 = torch.rand(2, 1, 64, 64, requires_grad=True)
+    pred16 = pred32.detach().clone().requires_grad_()
+    loss32, loss16 = fp32(pred32, target), bf16(pred16, target)
+    assert loss16.dtype == torch.float32
+    assert float(loss16) == pytest.approx(float(loss32), rel=0.03)
+    loss32.backward()
+    loss16.backward()
+    assert float(F.cosine_similarity(pred32.grad.flatten(), pred16.grad.flatten(), dim=0)) > 0.99
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert cpu_bf16_wanted() is False and LossNet(pretrained=False).cpu_bf16 is False
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert cpu_bf16_wanted() is True
+    monkeypatch.setenv(CPU_BF16_ENV, "sometimes")
+    with pytest.raises(ValueError, match="must be 'auto', '1' or '0'"):
+        cpu_bf16_wanted()
+
+
 def test_lossnet_shape_errors(lossnet):
     with pytest.raises(ValueError, match="equal shapes"):
         lossnet(torch.rand(1, 1, 32, 32), torch.rand(1, 2, 32, 32))

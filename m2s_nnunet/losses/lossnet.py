@@ -14,6 +14,21 @@ from m2s_nnunet.weights import load_pretrained_into, read_state_dict, resolve_vg
 VGG16_BLOCKS = ((0, 4), (4, 9), (9, 16), (16, 23))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# LossNet in bfloat16 on CPUs that compute it natively (AVX512-BF16 / AMX): "auto" (default), "1", "0".
+CPU_BF16_ENV = "M2S_NNUNET_LOSSNET_BF16"
+
+
+def cpu_bf16_wanted() -> bool:
+    """Whether LossNet runs under CPU bf16 autocast: ``M2S_NNUNET_LOSSNET_BF16``, or on "auto" whether oneDNN
+    computes bf16 natively here (emulated bf16 on other CPUs is slower than fp32)."""
+    value = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value != "auto":
+        raise ValueError(f"{CPU_BF16_ENV} must be 'auto', '1' or '0', got '{value}'")
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class LossNet(nn.Module):
@@ -33,10 +48,12 @@ class LossNet(nn.Module):
         weights: a VGG16 state-dict file; None resolves ImageNet weights (see ``m2s_nnunet.weights``).
         pretrained: False keeps random VGG weights (only for unit tests of the plumbing: not the paper's loss).
         size: the largest side VGG16 sees (larger maps are resized down per side); None keeps every size.
+        cpu_bf16: on CPU tensors, run VGG16 under bfloat16 autocast (the loss stays fp32); None: see
+            ``cpu_bf16_wanted``. On CUDA nnU-Net's own fp16 autocast already covers the loss.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, pretrained: bool = True,
-                 size: int | None = 224) -> None:
+                 size: int | None = 224, cpu_bf16: bool | None = None) -> None:
         super().__init__()
         from torchvision.models import vgg16
 
@@ -48,6 +65,7 @@ class LossNet(nn.Module):
             load_pretrained_into(features, state, source=str(found.path))
         self.blocks = nn.ModuleList(nn.Sequential(*features[a:b]) for a, b in VGG16_BLOCKS)
         self.size = size
+        self.cpu_bf16 = cpu_bf16_wanted() if cpu_bf16 is None else cpu_bf16
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -82,7 +100,9 @@ class LossNet(nn.Module):
             raise ValueError(f"LossNet needs equal shapes, got {tuple(pred.shape)} and {tuple(target.shape)}")
         if pred.dim() != 4:
             raise ValueError(f"LossNet works on 2D maps (B, C, H, W), got {pred.dim()}-D input")
-        with torch.no_grad():
-            target_feats = self._features(self._prepare(target.to(pred.dtype)))
-        pred_feats = self._features(self._prepare(pred))
-        return sum(F.mse_loss(p, t) for p, t in zip(pred_feats, target_feats))
+        bf16 = self.cpu_bf16 and pred.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.no_grad():
+                target_feats = self._features(self._prepare(target.to(pred.dtype)))
+            pred_feats = self._features(self._prepare(pred))
+        return sum(F.mse_loss(p.float(), t.float()) for p, t in zip(pred_feats, target_feats))

@@ -4,6 +4,7 @@ import os
 import sys
 
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from m2s_nnunet.training import M2SNetTrainer_smoke
 
@@ -51,3 +52,12 @@ class M2SNetTrainer_smokeKill(M2SNetTrainer_smoke):
     ``save_every`` rule writing checkpoint_latest.pth often enough for a short schedule."""
 
     epochs = 6
+
+
+class nnUNetTrainer_smoke(nnUNetTrainer):
+    """nnU-Net's own trainer on the smoke schedule (1 epoch of 2 iterations): the baseline of CV-study tests."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 1, 2, 1

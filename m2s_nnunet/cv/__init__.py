@@ -1,0 +1,1 @@
+"""Cross-validation studies at cluster scale: ``m2s-nnunet cv`` (SLURM through submitit, or locally)."""

@@ -1,0 +1,86 @@
+"""The study an nnU-Net comparison needs: every configuration x trainer x fold, and what is already done.
+
+Whether a training is done is read from nnU-Net's own outputs (``checkpoint_final.pth`` and the fold's
+``validation/summary.json``), never from a scheduler, so a rerun after any crash, timeout or ``scancel``
+knows exactly what is left, on any executor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from m2s_nnunet.errors import UserError
+
+CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")  # what `--c` resumes from
+DEFAULT_TRAINERS = ("M2SNetTrainer", "nnUNetTrainer")
+DEFAULT_FOLDS = (0, 1, 2, 3, 4)
+
+
+class StudyError(UserError):
+    """The study cannot be set up as asked (dataset not planned, configuration missing, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """One ``nnUNetv2_train`` run: a fold of one trainer on one configuration."""
+
+    dataset: str  # DatasetXXX_Name
+    configuration: str
+    trainer: str
+    plans: str
+    fold: int
+
+    @property
+    def model(self) -> str:
+        return f"{self.trainer}__{self.plans}__{self.configuration}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/fold_{self.fold}"
+
+    def folder(self, results: Path) -> Path:
+        return results / self.dataset / self.model / f"fold_{self.fold}"
+
+    def is_done(self, results: Path) -> bool:
+        folder = self.folder(results)
+        return (folder / "checkpoint_final.pth").is_file() and (folder / "validation" / "summary.json").is_file()
+
+    def can_resume(self, results: Path) -> bool:
+        return any((self.folder(results) / name).is_file() for name in CHECKPOINTS)
+
+
+def plans_file(preprocessed: Path, dataset: str, plans: str) -> Path:
+    path = preprocessed / dataset / f"{plans}.json"
+    if not path.is_file():
+        raise StudyError(f"{path} not found: run `nnUNetv2_plan_and_preprocess -d {dataset.split('_')[0][7:]}` "
+                         f"(or plan '{plans}') before the study")
+    return path
+
+
+def available_configurations(preprocessed: Path, dataset: str, plans: str) -> list[str]:
+    """The configurations the plans define (read from ``<plans>.json``)."""
+    try:
+        return list(json.loads(plans_file(preprocessed, dataset, plans).read_text())["configurations"])
+    except (json.JSONDecodeError, KeyError) as err:
+        raise StudyError(f"{plans_file(preprocessed, dataset, plans)} is not an nnU-Net plans file ({err})") from err
+
+
+def default_configurations(available: list[str]) -> list[str]:
+    """``2d``, plus ``3d_fullres`` where the plans have it (nnU-Net plans no 3D for 2D datasets)."""
+    return [c for c in ("2d", "3d_fullres") if c in available]
+
+
+def study_grid(dataset: str, configurations: list[str], trainers: list[str], folds: list[int], plans: str,
+               available: list[str]) -> list[TrainingTask]:
+    """Every configuration x trainer x fold, configurations first (nnU-Net trains folds of one model together)."""
+    missing = [c for c in configurations if c not in available]
+    if missing:
+        raise StudyError(f"configuration(s) {missing} are not in the {plans} plans of {dataset} "
+                         f"(it has {', '.join(available)})")
+    if not configurations or not trainers or not folds:
+        raise StudyError("the study needs at least one configuration, one trainer and one fold")
+    if len(set(folds)) != len(folds) or min(folds) < 0:
+        raise StudyError(f"folds must be distinct non-negative numbers, got {folds}")
+    return [TrainingTask(dataset, c, t, plans, f) for c in configurations for t in trainers for f in folds]

@@ -1,0 +1,200 @@
+"""``m2s-nnunet cv``: the study grid, resuming, status, the local executor, and a real single-node SLURM.
+
+The SLURM tests start munge + slurmctld + slurmd (``tests/slurm_cluster.py``, root) and skip with the reason
+where SLURM is not installed; CI installs it (``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from nnunet_runner import make_env, run, write_two_fold_split
+from slurm_cluster import SlurmCluster, slurm_installed
+
+from m2s_nnunet.cv.cli import _extra_sbatch, add_cv_parser
+from m2s_nnunet.cv.grid import StudyError, TrainingTask, default_configurations, study_grid
+from m2s_nnunet.cv.jobs import FinalJob, TrainJob
+from m2s_nnunet.cv.study import Study, format_status, status
+
+SMOKE = ["M2SNetTrainer_smoke", "nnUNetTrainer_smoke"]
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_cv_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["cv", *argv])
+
+
+def _fake_done(results: Path, task: TrainingTask) -> None:
+    folder = task.folder(results)
+    (folder / "validation").mkdir(parents=True, exist_ok=True)
+    (folder / "checkpoint_final.pth").write_bytes(b"x")
+    (folder / "validation" / "summary.json").write_text("{}")
+
+
+def test_grid_defaults_and_refusals():
+    assert default_configurations(["2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"]) == ["2d", "3d_fullres"]
+    assert default_configurations(["2d"]) == ["2d"]
+    tasks = study_grid("Dataset501_X", ["2d", "3d_fullres"], ["M2SNetTrainer", "nnUNetTrainer"], [0, 1, 2, 3, 4],
+                       "nnUNetPlans", ["2d", "3d_fullres"])
+    assert len(tasks) == 20 and tasks[0].key == "M2SNetTrainer__nnUNetPlans__2d/fold_0"
+    with pytest.raises(StudyError, match=r"\['3d_fullres'\] are not in the nnUNetPlans plans"):
+        study_grid("Dataset501_X", ["3d_fullres"], ["M2SNetTrainer"], [0], "nnUNetPlans", ["2d"])
+    with pytest.raises(StudyError, match="distinct"):
+        study_grid("Dataset501_X", ["2d"], ["M2SNetTrainer"], [0, 0], "nnUNetPlans", ["2d"])
+    assert _extra_sbatch(["account=lab", "--qos=high"]) == {"account": "lab", "qos": "high"}
+    with pytest.raises(StudyError, match="expected KEY=VALUE"):
+        _extra_sbatch(["exclusive"])
+    args = _parse("501")
+    assert args.trainers == ["M2SNetTrainer", "nnUNetTrainer"] and args.folds == [0, 1, 2, 3, 4]
+
+
+def test_train_job_resumes_with_c_and_skips_finished_folds(tmp_path):
+    env = {"nnUNet_results": str(tmp_path)}
+    task = TrainingTask("Dataset501_X", "2d", "M2SNetTrainer", "nnUNetPlans", 3)
+    job = TrainJob(task, env, "cuda", num_gpus=2)
+    cmd = job.command()
+    assert cmd[1:] == ["Dataset501_X", "2d", "3", "-tr", "M2SNetTrainer", "-p", "nnUNetPlans", "--npz", "-device",
+                       "cuda", "-num_gpus", "2"]
+    task.folder(tmp_path).mkdir(parents=True)
+    (task.folder(tmp_path) / "checkpoint_latest.pth").write_bytes(b"x")
+    assert job.command()[-1] == "--c"
+    _fake_done(tmp_path, task)
+    assert job() == "done before"  # no nnUNetv2_train started
+    final = FinalJob("Dataset501_X", ["2d", "3d_fullres"], ["M2SNetTrainer", "M2SNetTrainer_scratch",
+                                                             "nnUNetTrainer"], "nnUNetPlans", [0, 1], env)
+    assert final.comparisons() == [
+        ("M2SNetTrainer__nnUNetPlans__2d", "nnUNetTrainer__nnUNetPlans__2d"),
+        ("M2SNetTrainer_scratch__nnUNetPlans__2d", "nnUNetTrainer__nnUNetPlans__2d"),
+        ("M2SNetTrainer__nnUNetPlans__3d_fullres", "nnUNetTrainer__nnUNetPlans__3d_fullres"),
+        ("M2SNetTrainer_scratch__nnUNetPlans__3d_fullres", "nnUNetTrainer__nnUNetPlans__3d_fullres")]
+
+
+def test_status_reads_outputs_and_the_state_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("m2s_nnunet.cv.study.slurm_available", lambda: False)
+    tasks = study_grid("Dataset501_X", ["2d"], ["M2SNetTrainer", "nnUNetTrainer"], [0, 1], "nnUNetPlans", ["2d"])
+    study = Study("Dataset501_X", tasks, ["2d"], ["M2SNetTrainer", "nnUNetTrainer"], [0, 1], "nnUNetPlans",
+                  {"nnUNet_results": str(tmp_path)}, "cpu")
+    _fake_done(tmp_path, tasks[0])
+    tasks[1].folder(tmp_path).mkdir(parents=True)
+    (tasks[1].folder(tmp_path) / "checkpoint_latest.pth").write_bytes(b"x")
+    study.save_state({"jobs": {tasks[2].key: {"job_id": "41"}}, "final": None})
+    rows, counts = status(study)
+    assert [r[1] for r in rows] == ["done", "interrupted (rerun resumes it)", "failed", "not submitted",
+                                    "not submitted"]
+    assert rows[2][3].endswith("m2s_cv/logs/41/41_0_log.out")
+    text = format_status(study)
+    assert "progress: 1/4 trainings done, 1 failed, 1 interrupted (rerun resumes it), 1 not submitted" in text
+    (study.folder / "study.json").write_text("{broken")
+    with pytest.raises(StudyError, match="corrupt"):
+        study.load_state()
+
+
+def _cli(env: dict, *argv: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "m2s_nnunet.cli", "cv", *argv], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A generated 2D RGB dataset, planned and preprocessed, with a 2-fold split."""
+    from m2s_nnunet.synthetic import make_rgb_dataset
+
+    work = tmp_path_factory.mktemp("cv")
+    env = make_env(work)
+    folder = make_rgb_dataset(env["nnUNet_raw"], 936, "CV", num_train=6, num_test=1, size=(64, 64))
+    run("nnUNetv2_plan_and_preprocess", ["-d", "936", "-c", "2d", "-np", "1", "-npfp", "1"], env)
+    pre = Path(env["nnUNet_preprocessed"]) / folder.name
+    write_two_fold_split(pre, sorted(p.name.removesuffix(".png") for p in (folder / "labelsTr").iterdir()))
+    return {"env": env, "name": folder.name, "results": Path(env["nnUNet_results"]) / folder.name}
+
+
+@pytest.mark.slow
+def test_local_executor_runs_the_grid_then_find_best_and_summarize(tiny, tmp_path):
+    env = {**tiny["env"], "nnUNet_results": str(tmp_path / "results")}
+    (tmp_path / "results").mkdir()
+    args = ["936", "-tr", *SMOKE, "-f", "0", "1", "--device", "cpu", "--executor", "local"]
+    out = _cli(env, *args).stdout
+    assert "4 trainings, executor local" in out and "final job: done" in out
+    results = tmp_path / "results" / tiny["name"]
+    assert json.loads((results / "m2s_cv" / "final.json").read_text())["finished"]
+    assert (results / "inference_information.json").is_file()  # find_best_configuration ran
+    assert (results / "m2s_summary").is_dir()  # summarize ran
+    again = _cli(env, *args).stdout
+    assert "4/4 trainings done before" in again and "nothing to run" in again
+    status_out = _cli(env, "936", "-tr", *SMOKE, "-f", "0", "1", "--status").stdout
+    assert "progress: 4/4 trainings done; final job done" in status_out
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if not slurm_installed():
+        pytest.skip("SLURM is not installed (apt-get install slurm-wlm munge; CI installs it)")
+    cluster = SlurmCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.mark.slow
+def test_slurm_study_runs_jobs_then_final_and_a_rerun_submits_nothing(tiny, slurm, tmp_path):
+    env = {**tiny["env"], "nnUNet_results": str(tmp_path / "results")}
+    (tmp_path / "results").mkdir()
+    args = ["936", "-tr", *SMOKE, "-f", "0", "1", "--device", "cpu", "--cpus", "1", "--time", "20"]
+    out = _cli(env, *args, "--executor", "slurm").stdout
+    assert out.count("submitted ") == 5, out  # 4 trainings + the final job
+    folder = tmp_path / "results" / tiny["name"] / "m2s_cv"
+    state = json.loads((folder / "study.json").read_text())
+    train_ids = [v["job_id"] for v in state["jobs"].values()]
+    assert state["final"]["after"] == train_ids  # the final job depends on every training
+    _wait(lambda: (folder / "final.json").is_file(), 900, "the final job")
+    for job_id in train_ids:  # each training ran as a SLURM job: its log holds SLURM's job id and nnU-Net's output
+        log = (folder / "logs" / job_id / f"{job_id}_0_log.out").read_text()
+        assert "nnUNetv2_train" in log and "Training done." in log
+    final_log = (folder / "logs" / state["final"]["job_id"] / f"{state['final']['job_id']}_0_log.out").read_text()
+    assert "nnUNetv2_find_best_configuration" in final_log and "m2s_nnunet.cli summarize" in final_log
+    assert (tmp_path / "results" / tiny["name"] / "inference_information.json").is_file()
+    rerun = _cli(env, *args, "--executor", "slurm").stdout
+    assert "submitted" not in rerun and "nothing to submit" in rerun
+    assert "progress: 4/4 trainings done; final job done" in _cli(env, *args[:5], "--status").stdout
+
+
+@pytest.mark.slow
+def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
+    env = {**tiny["env"], "nnUNet_results": str(tmp_path / "results")}
+    (tmp_path / "results").mkdir()
+    args = ["936", "-tr", "M2SNetTrainer_smokeKill", "-f", "0", "--device", "cpu", "--cpus", "1", "--time", "20",
+            "--executor", "slurm"]
+    _cli(env, *args)
+    folder = tmp_path / "results" / tiny["name"] / "m2s_cv"
+    job_id = json.loads((folder / "study.json").read_text())["jobs"][
+        "M2SNetTrainer_smokeKill__nnUNetPlans__2d/fold_0"]["job_id"]
+    log = folder / "logs" / job_id / f"{job_id}_0_log.out"
+    _wait(lambda: log.is_file() and "Epoch 3" in log.read_text(), 600, "epoch 3 of the job")
+    subprocess.run(["scancel", job_id], check=True)
+    _wait(lambda: subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip()
+          == "", 60, "the cancelled job to leave the queue")
+    assert "failed" in _cli(env, *args[:5], "--status").stdout  # cancelled, not done: its log is named
+    rerun = _cli(env, *args).stdout
+    assert "(resumes with --c)" in rerun
+    _wait(lambda: (folder / "final.json").is_file(), 900, "the resubmitted fold and the final job")
+    new_id = json.loads((folder / "study.json").read_text())["jobs"][
+        "M2SNetTrainer_smokeKill__nnUNetPlans__2d/fold_0"]["job_id"]
+    resumed = (folder / "logs" / new_id / f"{new_id}_0_log.out").read_text()
+    assert new_id != job_id and " --c" in resumed and "Epoch 0\n" not in resumed
