@@ -57,19 +57,20 @@ def test_anisotropic_level_strides_and_ds_scales():
 def test_level_indices():
     assert level_indices(6) == (1, 2, 3, 4, 5)
     assert level_indices(5) == (0, 1, 2, 3, 4)
-    assert level_indices(4) == (0, 1, 2, 3, 4)  # index 4: the extra bottleneck stage, X2 below full resolution
-    assert level_indices(6, "last4") == (1, 2, 3, 4, 5)
-    assert level_indices(4, "last4") == (0, 0, 1, 2, 3)
+    assert level_indices(4) == (0, 0, 1, 2, 3)
+    assert level_indices(6, "deeper") == (1, 2, 3, 4, 5)  # only 4-stage plans change
+    assert level_indices(4, "deeper") == (0, 1, 2, 3, 4)  # index 4: the extra bottleneck stage
     with pytest.raises(ValueError, match="at least 4 stages"):
         level_indices(3)
     with pytest.raises(ValueError, match="level_mapping must be one of"):
-        level_indices(5, "deep")
+        level_indices(5, "auto")
 
 
-def test_four_stage_plans_never_put_the_decoder_at_full_resolution():
-    """Hippocampus-like plans (4 stages): X2 at stride 2, X5 an extra stride-1 stage; "last4" keeps 0.3.0's net."""
+def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
+    """Hippocampus-like plans (4 stages), "deeper": X2 at stride 2, X5 an extra stride-1 stage."""
     four = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
-    net = build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True, deep_supervision=True)
+    net = build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True, deep_supervision=True,
+                       level_mapping="deeper")
     enc = net.encoder
     assert enc.extra_stage is not None and enc.channels == (16, 32, 48, 64, 64)
     assert enc.level_strides == ((2, 2, 2), (2, 2, 2), (4, 4, 4), (8, 8, 8), (8, 8, 8))
@@ -78,7 +79,7 @@ def test_four_stage_plans_never_put_the_decoder_at_full_resolution():
     assert [tuple(o.shape[2:]) for o in outputs] == [(16, 24, 16), (8, 12, 8), (4, 6, 4), (2, 3, 2)]
     sum(o.pow(2).mean() for o in outputs).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
-    # the subtraction units see one voxel in eight of what 0.3.0's mapping gave them
+    # the subtraction units see one voxel in eight of what the default mapping gives them
     seen = {}
     hook = net.pyramid["d21"].register_forward_hook(lambda m, i, o: seen.update(d21=o.shape[2:]))
     with torch.no_grad():
@@ -86,16 +87,18 @@ def test_four_stage_plans_never_put_the_decoder_at_full_resolution():
     hook.remove()
     assert tuple(seen["d21"]) == (8, 12, 8)
     # the refinement path now has a finer stage to go to
-    assert build_m2snet(four, 1, 2, encoder="plans", width=8, refine=True).refine
-    # 0.3.0's network: checkpoints trained with it load into "last4" and are refused with the fix named by "auto"
-    old = build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True, level_mapping="last4")
-    assert old.encoder.extra_stage is None and old.encoder.level_strides[1] == (1, 1, 1)
-    build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True, level_mapping="last4").load_state_dict(
-        old.state_dict())
+    assert build_m2snet(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper").refine
+    # the default network; a checkpoint of one mapping loaded into the other names the setting to use
+    default = build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True)
+    assert default.encoder.extra_stage is None and default.encoder.level_strides[1] == (1, 1, 1)
+    build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True).load_state_dict(default.state_dict())
     with pytest.raises(RuntimeError, match='"level_mapping": "last4"'):
-        build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True).load_state_dict(old.state_dict())
+        build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True,
+                     level_mapping="deeper").load_state_dict(default.state_dict())
+    with pytest.raises(RuntimeError, match='"level_mapping": "deeper"'):
+        default.load_state_dict(net.state_dict())
     with pytest.raises(ValueError, match="plans encoder only"):
-        build_m2snet({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="last4")
+        build_m2snet({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="deeper")
 
 
 def test_2d_plans_encoder_option():
@@ -147,9 +150,9 @@ def test_refinement_path_uses_the_finer_plans_stages():
     assert net3d.encoder.fine_channels == (16,)
     with torch.no_grad():
         assert net3d(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
-    # four stages with 0.3.0's mapping: X2 is already at full resolution, nothing to refine (a no-op)
+    # four stages, default mapping: X2 is already at full resolution, nothing to refine (the option is a no-op)
     four = {"patch_size": [16, 16, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
-    assert not build_m2snet(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="last4").refine
+    assert not build_m2snet(four, 1, 2, encoder="plans", width=8, refine=True).refine
 
 
 def test_plans_encoder_depth_and_norm_overrides():

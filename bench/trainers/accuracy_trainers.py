@@ -126,9 +126,11 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
                   {**_BASE, "use_side_heads": True, "refine": True}),
     "DS_structure": ("base + deep supervision + structure loss",
                      {**_BASE, "use_side_heads": True, "seg_loss": "structure"}),
-    # the recipe's network as 0.3.0 built it for 4-stage plans (X2 at full resolution), for the speed issue
-    "DS_last4": ("DS with 0.3.0's level mapping (X2..X5 = the last four stages)",
-                 {**_BASE, "use_side_heads": True, "level_mapping": "last4"}),
+    # 4-stage plans (Hippocampus): the pyramid one stage deeper, X2 never at full resolution (speed issue)
+    "DS_deeper": ("DS with level_mapping 'deeper' (X2 below full resolution, extra bottleneck stage for X5)",
+                  {**_BASE, "use_side_heads": True, "level_mapping": "deeper"}),
+    "DS_refine_deeper": ("DS_refine with level_mapping 'deeper'",
+                         {**_BASE, "use_side_heads": True, "refine": True, "level_mapping": "deeper"}),
 }
 
 

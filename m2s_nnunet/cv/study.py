@@ -121,8 +121,10 @@ def _executor(study: Study, options: SlurmOptions, name: str, final: bool = Fals
     import submitit
 
     executor = submitit.SlurmExecutor(folder=study.folder / "logs" / "%j", max_num_timeout=options.max_requeues)
-    params: dict = {"job_name": name, "time": 30 if final else options.time_min, "signal_delay_s": 120,
-                    "use_srun": False, "additional_parameters": dict(options.extra)}
+    # through srun (submitit's default): SLURM's USR2 before the time limit reaches the job's Python, which
+    # requeues it (TrainJob is checkpointable)
+    params: dict = {"job_name": name, "time": options.time_min, "signal_delay_s": 120,
+                    "additional_parameters": dict(options.extra)}
     if options.partition:
         params["partition"] = options.partition
     if not final and study.device == "cuda" and options.gpus:

@@ -16,7 +16,7 @@ def uses_timm_encoder(configuration: dict, encoder: str) -> bool:
 def build_m2snet(configuration: dict, in_channels: int, num_classes: int, encoder: str, width: int = 64,
                  side_heads: bool = False, deep_supervision: bool = False, refine: bool = False,
                  decoder_norm: str | None = None, encoder_norm: str | None = None,
-                 encoder_blocks: int | list[int] | None = None, level_mapping: str = "auto") -> M2SNet:
+                 encoder_blocks: int | list[int] | None = None, level_mapping: str = "last4") -> M2SNet:
     """M2SNet for a plans configuration dict (``patch_size`` and ``architecture.arch_kwargs`` are read).
 
     2D: the timm encoder and BatchNorm, as in the paper. 3D (or encoder "plans"): nnU-Net's residual
@@ -27,7 +27,7 @@ def build_m2snet(configuration: dict, in_channels: int, num_classes: int, encode
     """
     patch = list(configuration["patch_size"])
     if uses_timm_encoder(configuration, encoder):
-        if encoder_norm is not None or encoder_blocks is not None or level_mapping != "auto":
+        if encoder_norm is not None or encoder_blocks is not None or level_mapping != "last4":
             raise ValueError("encoder_norm, encoder_blocks and level_mapping apply to the plans encoder only, "
                              f"not to '{encoder}'")
         net = M2SNet(in_channels, num_classes, encoder=encoder, width=width, side_heads=side_heads,

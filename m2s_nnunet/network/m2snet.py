@@ -130,13 +130,15 @@ class M2SNet(nn.Module):
         self.head = SegmentationHeads(width, num_classes, side_heads, dim, main_channels)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Name the fix when a checkpoint predates the extra bottleneck stage (m2s-nnunet <= 0.3.0, 4-stage plans)."""
-        if (strict and getattr(self.encoder, "extra_stage", None) is not None
-                and not any(k.startswith("encoder.extra_stage.") for k in state_dict)):
+        """Name the setting when a checkpoint was trained with the other ``level_mapping`` (4-stage plans)."""
+        built_deeper = getattr(self.encoder, "extra_stage", None) is not None
+        trained_deeper = any(k.startswith("encoder.extra_stage.") for k in state_dict)
+        if strict and built_deeper != trained_deeper:
+            trained, built = ("deeper", "last4") if trained_deeper else ("last4", "deeper")
             raise RuntimeError(
-                "this checkpoint was trained with m2s-nnunet 0.3.0 or older on plans with 4 encoder stages, where "
-                "X2..X5 were the last four stages. Add \"m2snet\": {\"level_mapping\": \"last4\"} to this "
-                "configuration in the plans.json of the trained model folder to build that network again.")
+                f"this checkpoint was trained with level_mapping \"{trained}\", but the plans and trainer build "
+                f"\"{built}\": set \"m2snet\": {{\"level_mapping\": \"{trained}\"}} for this configuration in the "
+                "plans.json of the trained model folder (or use the trainer it was trained with).")
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property

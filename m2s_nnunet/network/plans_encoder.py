@@ -30,18 +30,19 @@ def _locate(value):
     return value
 
 
-LEVEL_MAPPINGS = ("auto", "last4")
+LEVEL_MAPPINGS = ("last4", "deeper")
 
 
-def level_indices(n_stages: int, mapping: str = "auto") -> tuple[int, int, int, int, int]:
+def level_indices(n_stages: int, mapping: str = "last4") -> tuple[int, int, int, int, int]:
     """Which encoder stage gives X1..X5 (index ``n_stages`` is the extra bottleneck stage, see below).
 
-    "last4" (0.3.0 and before): X5..X2 are the last four stages, X1 the stage before X2, or X2 itself
-    with only four stages. "auto" (the default) is the same except that X2 is never the full-resolution
-    stage: with four stages (nnU-Net plans them for small 3D patches, e.g. Hippocampus 40x56x40) X2..X4
-    are stages 1..3 and X5 is one extra stride-1 residual stage on the bottleneck. The paper's decoder
-    runs at stride 4 of a 352 px image; at stride 1 seven of its ten subtraction units would run on every
-    voxel (3.4x the U-Net's time per step on Hippocampus), at stride 2 on one voxel in eight.
+    "last4" (the default): X5..X2 are the last four stages, X1 the stage before X2, or X2 itself with
+    only four stages. "deeper" (opt-in) is the same except that X2 is never the full-resolution stage:
+    with four stages (nnU-Net plans them for small 3D patches, e.g. Hippocampus 40x56x40) X2..X4 are
+    stages 1..3 and X5 is one extra stride-1 residual stage on the bottleneck, so seven of the ten
+    subtraction units run on one voxel in eight. On Hippocampus that trains 2.5x faster per step but
+    reached a lower validation Dice at a short budget (0.739 against 0.800, bench/RESULTS.md 6.5), so it
+    is not the default.
 
     As in the paper (where X1 is the ResNet stem after its max-pool), X1 is max-pooled to X2's resolution.
     """
@@ -49,7 +50,7 @@ def level_indices(n_stages: int, mapping: str = "auto") -> tuple[int, int, int, 
         raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got '{mapping}'")
     if n_stages < 4:
         raise ValueError(f"M2SNet needs an encoder with at least 4 stages, the plans have {n_stages}")
-    if mapping == "auto" and n_stages == 4:
+    if mapping == "deeper" and n_stages == 4:
         return (0, 1, 2, 3, 4)
     x2 = n_stages - 4
     return (max(x2 - 1, 0), x2, x2 + 1, x2 + 2, x2 + 3)
@@ -84,7 +85,7 @@ class PlansEncoder(nn.Module):
 
     def __init__(self, in_channels: int, arch_kwargs: dict,
                  n_blocks_per_stage: int | list[int] | tuple[int, ...] | None = None,
-                 norm: str | None = None, level_mapping: str = "auto") -> None:
+                 norm: str | None = None, level_mapping: str = "last4") -> None:
         super().__init__()
         n_stages = int(arch_kwargs["n_stages"])
         conv_op = _locate(arch_kwargs["conv_op"])

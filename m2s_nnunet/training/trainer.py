@@ -85,9 +85,9 @@ class M2SNetTrainer(nnUNetTrainer):
     decoder_norm: str | None = None  # None: BatchNorm with a timm encoder, InstanceNorm with the plans encoder
     encoder_norm: str | None = None  # plans encoder only; None: the plans' norm_op (InstanceNorm)
     encoder_blocks: int | tuple[int, ...] | None = None  # plans encoder only; None: the plans' own or the default
-    # plans encoder only: "auto" never puts X2 at full resolution (with 4-stage plans, X5 is an extra stride-1
-    # stage); "last4": X2..X5 are the last four stages, as in 0.3.0 and before (plans_encoder.level_indices)
-    level_mapping: str = "auto"
+    # plans encoder only: "last4": X2..X5 are the last four stages; "deeper" never puts X2 at full resolution
+    # (with 4-stage plans X5 is an extra stride-1 stage: faster, less accurate so far; plans_encoder.level_indices)
+    level_mapping: str = "last4"
     # Schedule overrides (None keeps nnU-Net's 1000 epochs x 250 training / 50 validation iterations).
     epochs: int | None = None
     iterations_per_epoch: int | None = None
