@@ -54,6 +54,7 @@ from benchlib import (
     time_interleaved,
     write_outputs,
 )
+from torch import nn
 
 from m2s_nnunet.losses import LossNet
 from m2s_nnunet.training import M2SNetTrainer
@@ -182,6 +183,25 @@ def _activation_ratio(steps: dict[str, dict], key: str) -> float | None:
     return None if m is None or not unet else m / unet
 
 
+def calibrate_batch_norm(net: nn.Module, channels: int, s: Setup) -> None:
+    """Give random-weight BatchNorm layers the statistics of their inputs (a few training-mode passes).
+
+    With the default running statistics (mean 0, variance 1) the activations of an untrained 50-layer
+    encoder grow to ~1e6 in eval mode, which overflows nnU-Net's fp16 logit buffer ("inf in predicted
+    array"); trained networks never see that. The cost of a forward pass does not depend on the values.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the passes below
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(2, channels, *s.patch, device=s.device))
+
+
 def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, warmup: int,
                     repeats: int) -> dict[str, float]:
     """Seconds per 128x128 image in nnU-Net's predictor (sliding window, Gaussian, all mirror axes)."""
@@ -193,6 +213,7 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
         spec = Spec("unet", "U-Net", "unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer, "m",
                                                                               trainer=trainer)
         net = build_network(spec, s)
+        calibrate_batch_norm(net, image.shape[0], s)
         set_unet_deep_supervision(net, False)
         net.eval()
         predictor = nnUNetPredictor(use_mirroring=True, perform_everything_on_device=device.type == "cuda",
@@ -264,7 +285,8 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
         if "predictor" in args.cases:
             s = setup("2d_128")
             times = predictor_times(s, {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER,
-                                        "M2SNet on the plans encoder": "M2SNetTrainer_scratch"}, device, w, r)
+                                        "M2SNet on the plans encoder": "M2SNetTrainer_scratch"}, device, w,
+                                    max(r, 5))
             data["predictor_128"] = times
             for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder"):
                 rows.append([f"inference 128x128 with TTA in nnU-Net's predictor: {label} / U-Net",

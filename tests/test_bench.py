@@ -63,10 +63,11 @@ def test_bench_vs_unet_tiny(tmp_path):
     assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 0
 
 
-def test_speed_table_hippocampus_rows(tmp_path):
-    """The 3D rows on nnU-Net's own plans for a Hippocampus-like fingerprint (the smallest case of the table)."""
-    out = run_script("speed_table.py", "--device", "cpu", "--quick", "--cases", "3d_hippo",
-                     "--json", str(tmp_path / "s.json"))
+def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
+    """The 3D rows on nnU-Net's own plans for a Hippocampus-like fingerprint (the smallest case of the table),
+    and the inference rows inside nnU-Net's predictor."""
+    out = run_script("speed_table.py", "--device", "cpu", "--quick", "--cases", "3d_hippo", "predictor",
+                     "--json", str(tmp_path / "s.json"), timeout=600)
     assert "3D 40x56x40, batch 2: M2SNetTrainer (recipe + LossNet) / U-Net" in out
     assert "3D 40x56x40, batch 2: M2SNetTrainer with level_mapping 'deeper' / U-Net" in out
     data = json.loads((tmp_path / "s.json").read_text())
@@ -75,6 +76,9 @@ def test_speed_table_hippocampus_rows(tmp_path):
     # the deeper mapping keeps the pyramid off the full resolution: far fewer saved activations
     assert steps["tr_SpeedTable_M2SNet_deeper"]["activation_mib"] < 0.5 * steps["tr_M2SNetTrainer"]["activation_mib"]
     assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
+    # inside nnU-Net's predictor (random BatchNorm statistics calibrated, or fp16 logits overflow)
+    assert set(data["predictor_128"]) == {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder"}
+    assert "inference 128x128 with TTA in nnU-Net's predictor: Res2Net-50 M2SNet / U-Net" in out
 
 
 def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
