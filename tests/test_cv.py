@@ -20,7 +20,7 @@ from slurm_cluster import SlurmCluster, slurm_installed
 from m2s_nnunet.cv.cli import _extra_sbatch, add_cv_parser
 from m2s_nnunet.cv.grid import StudyError, TrainingTask, default_configurations, study_grid
 from m2s_nnunet.cv.jobs import FinalJob, TrainJob
-from m2s_nnunet.cv.study import Study, format_status, status
+from m2s_nnunet.cv.study import ACTIVE, Study, format_status, queue_states, status
 
 SMOKE = ["M2SNetTrainer_smoke", "nnUNetTrainer_smoke"]
 
@@ -85,12 +85,20 @@ def test_status_reads_outputs_and_the_state_file(tmp_path, monkeypatch):
     tasks[1].folder(tmp_path).mkdir(parents=True)
     (tasks[1].folder(tmp_path) / "checkpoint_latest.pth").write_bytes(b"x")
     study.save_state({"jobs": {tasks[2].key: {"job_id": "41"}}, "final": None})
-    rows, counts = status(study)
+    rows, counts, warnings = status(study)
+    assert not warnings
     assert [r[1] for r in rows] == ["done", "interrupted (rerun resumes it)", "failed", "not submitted",
                                     "not submitted"]
     assert rows[2][3].endswith("m2s_cv/logs/41/41_0_log.out")
     text = format_status(study)
     assert "progress: 1/4 trainings done, 1 failed, 1 interrupted (rerun resumes it), 1 not submitted" in text
+    def controller_down(ids):
+        raise StudyError("squeue failed: Unable to contact slurm controller")
+
+    monkeypatch.setattr("m2s_nnunet.cv.study.slurm_available", lambda: True)
+    monkeypatch.setattr("m2s_nnunet.cv.study.queue_states", controller_down)
+    assert "warning: squeue failed: Unable to contact slurm controller" in format_status(study)
+    assert "progress: 1/4 trainings done" in format_status(study)  # what is done is still known
     (study.folder / "study.json").write_text("{broken")
     with pytest.raises(StudyError, match="corrupt"):
         study.load_state()
@@ -172,7 +180,7 @@ def test_slurm_study_runs_jobs_then_final_and_a_rerun_submits_nothing(tiny, slur
     assert (tmp_path / "results" / tiny["name"] / "inference_information.json").is_file()
     rerun = _cli(env, *args, "--executor", "slurm").stdout
     assert "submitted" not in rerun and "nothing to submit" in rerun
-    assert "progress: 4/4 trainings done; final job done" in _cli(env, *args[:5], "--status").stdout
+    assert "progress: 4/4 trainings done; final job done" in _cli(env, *args[:7], "--status").stdout
 
 
 @pytest.mark.slow
@@ -188,8 +196,7 @@ def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
     log = folder / "logs" / job_id / f"{job_id}_0_log.out"
     _wait(lambda: log.is_file() and "Epoch 3" in log.read_text(), 600, "epoch 3 of the job")
     subprocess.run(["scancel", job_id], check=True)
-    _wait(lambda: subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip()
-          == "", 60, "the cancelled job to leave the queue")
+    _wait(lambda: queue_states([job_id]).get(job_id) not in ACTIVE, 60, "the cancelled job to end")
     assert "failed" in _cli(env, *args[:5], "--status").stdout  # cancelled, not done: its log is named
     rerun = _cli(env, *args).stdout
     assert "(resumes with --c)" in rerun

@@ -99,6 +99,7 @@ class FinalJob:
             summarize += ["--compare", a, b]
         _run(summarize, env)
         marker = Path(self.study_folder) / FINAL_MARKER
+        marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"finished": dt.datetime.now().isoformat(timespec="seconds"),
                                       "summary": str(results_folder(self.env) / self.dataset / "m2s_summary"),
                                       "best_configuration": str(results_folder(self.env) / self.dataset

@@ -186,12 +186,17 @@ def _log_path(study: Study, job_id: str) -> Path:
     return study.folder / "logs" / job_id / f"{job_id}_0_log.out"
 
 
-def status(study: Study) -> tuple[list[list[str]], dict[str, int]]:
-    """One row per training (and the final job): state, job id, log; and the counts per state."""
+def status(study: Study) -> tuple[list[list[str]], dict[str, int], list[str]]:
+    """One row per training (and the final job): state, job id, log; the counts per state; warnings."""
     state = study.load_state()
     final = state.get("final") or {}
     ids = [v["job_id"] for v in state["jobs"].values()] + ([final["job_id"]] if final.get("job_id") else [])
-    active = queue_states(ids) if ids and slurm_available() else {}
+    warnings = []
+    try:
+        active = queue_states(ids) if ids and slurm_available() else {}
+    except StudyError as err:  # the controller is down: what is done is still known from the outputs
+        active = {}
+        warnings.append(f"{err}; jobs that are not done are shown as failed, they may still be queued")
     rows, counts = [], {}
 
     def describe(done: bool, job_id: str | None) -> tuple[str, str]:
@@ -212,11 +217,11 @@ def status(study: Study) -> tuple[list[list[str]], dict[str, int]]:
         rows.append([task.key, what, job_id or "-", log])
     what, log = describe(study.final_done(), final.get("job_id"))
     rows.append(["final: find_best_configuration + summarize", what, final.get("job_id") or "-", log])
-    return rows, counts
+    return rows, counts, warnings
 
 
 def format_status(study: Study) -> str:
-    rows, counts = status(study)
+    rows, counts, warnings = status(study)
     width = max(len(r[0]) for r in rows)
     out = [f"{'job':<{width}}  {'state':<14}  {'job id':>8}  log"]
     out += [f"{r[0]:<{width}}  {r[1]:<14}  {r[2]:>8}  {r[3]}" for r in rows]
@@ -224,6 +229,7 @@ def format_status(study: Study) -> str:
     out.append(f"progress: {done}/{len(study.tasks)} trainings done"
                + "".join(f", {n} {k}" for k, n in sorted(counts.items()) if k != "done")
                + ("; final job done" if study.final_done() else ""))
+    out += [f"warning: {w}" for w in warnings]
     return "\n".join(out)
 
 
