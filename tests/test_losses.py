@@ -108,10 +108,12 @@ def test_cpu_bf16_lossnet_matches_fp32_and_is_opt_out(monkeypatch):
     pred16 = pred32.detach().clone().requires_grad_()
     loss32, loss16 = fp32(pred32, target), bf16(pred16, target)
     assert loss16.dtype == torch.float32
-    assert float(loss16) == pytest.approx(float(loss32), rel=0.03)
+    assert float(loss16.detach()) == pytest.approx(float(loss32.detach()), rel=0.03)
     loss32.backward()
     loss16.backward()
     assert float(F.cosine_similarity(pred32.grad.flatten(), pred16.grad.flatten(), dim=0)) > 0.99
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's autocast stays on inside LossNet
+        assert torch.isfinite(fp32(pred32.detach().to(torch.bfloat16), target))
     monkeypatch.setenv(CPU_BF16_ENV, "0")
     assert cpu_bf16_wanted() is False and LossNet(pretrained=False).cpu_bf16 is False
     monkeypatch.setenv(CPU_BF16_ENV, "1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -101,7 +102,8 @@ class LossNet(nn.Module):
         if pred.dim() != 4:
             raise ValueError(f"LossNet works on 2D maps (B, C, H, W), got {pred.dim()}-D input")
         bf16 = self.cpu_bf16 and pred.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        # nullcontext, not autocast(enabled=False): that would switch off an autocast the caller has on
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             with torch.no_grad():
                 target_feats = self._features(self._prepare(target.to(pred.dtype)))
             pred_feats = self._features(self._prepare(pred))
