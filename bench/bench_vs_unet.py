@@ -346,11 +346,13 @@ class TrainCase:
         use_scaler = s.amp and s.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
-    def step(self) -> None:
+    def step(self, precision=None) -> float:
+        """One iteration; returns the loss. ``precision``: a context to run forward + loss in (default: the
+        setup's, nnU-Net's fp16 autocast on CUDA)."""
         set_unet_deep_supervision(self.net, True)
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with precision_context(self.s.device, self.s.amp):
+        with precision if precision is not None else precision_context(self.s.device, self.s.amp):
             loss = self.loss(self.net(self.x), self.y)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -364,6 +366,7 @@ class TrainCase:
             self.optimizer.step()
         if isinstance(self.loss, SegmentationPlusLossNet):
             self.loss.pop_running_means()
+        return float(loss.detach())
 
 
 def infer(net: nn.Module, x: torch.Tensor, s: Setup, tta: bool) -> torch.Tensor:

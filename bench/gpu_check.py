@@ -97,22 +97,7 @@ def check_training_steps(ctx: Context) -> list[str]:
     spec = bvu.Spec("m2s", "M2SNetTrainer", "m2s", trainer="M2SNetTrainer")
     net = bvu.build_network(spec, s)
     case = bvu.TrainCase(spec, s, net, bvu.build_optimizer(spec, net, s))
-    losses = []
-    for _ in range(ctx.steps):
-        case.net.train()
-        case.optimizer.zero_grad(set_to_none=True)
-        with ctx.autocast():
-            loss = case.loss(case.net(case.x), case.y)
-        if case.scaler is not None:
-            case.scaler.scale(loss).backward()
-            case.scaler.unscale_(case.optimizer)
-            torch.nn.utils.clip_grad_norm_(case.net.parameters(), 12)
-            case.scaler.step(case.optimizer)
-            case.scaler.update()
-        else:
-            loss.backward()
-            case.optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = [case.step(ctx.autocast()) for _ in range(ctx.steps)]  # autocast + GradScaler on CUDA
     finite = all(math.isfinite(v) for v in losses)
     return [f"- {ctx.steps} training steps at patch {list(s.patch)}, batch 2, autocast {ctx.amp_dtype}: "
             f"losses {losses[0]:.4f} -> {losses[-1]:.4f}, all finite: **{finite}**"]
