@@ -31,10 +31,13 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 def complexity_report(encoder: str, in_channels: int = 3, num_classes: int = 1,
                       size: tuple[int, int] = (352, 352)) -> dict:
     """Parameters and GMACs of M2SNet with the fast fixed filters and with plain all-ones convolutions."""
-    from m2s_nnunet.network import M2SNet
+    from m2s_nnunet.network.from_plans import build_m2snet
+    from m2s_nnunet.settings import M2SNetSettings
 
-    fast = M2SNet(in_channels, num_classes, encoder=encoder, fast_filters=True)
-    plain = M2SNet(in_channels, num_classes, encoder=encoder, fast_filters=False)
+    settings = M2SNetSettings(dim=2, encoder=encoder)  # the paper's network with this encoder
+    configuration = {"patch_size": list(size)}
+    fast = build_m2snet(settings, configuration, in_channels, num_classes)
+    plain = build_m2snet(settings.replace(fast_filters=False), configuration, in_channels, num_classes)
     shape = (1, in_channels, *size)
     return {
         "encoder": encoder,

@@ -100,3 +100,21 @@ def run_nnunet(name: str, args: list[str], env: dict[str, str], log: Path | None
     if code != 0:
         where = f" (full log: {log})" if log else ""
         raise RuntimeError(f"{name} failed with exit code {code}{where}. Last lines:\n{''.join(tail)}")
+
+
+def find_dataset_folder(dataset: str, root: str | Path) -> Path | list[Path]:
+    """``root/DatasetXXX_Name`` for an id (``4``, ``004``), a full name or a bare name (``Hippocampus``).
+
+    The one lookup every command shares (nnunetv2's ``maybe_convert_to_dataset_name`` searches the three
+    environment folders only and raises a bare RuntimeError; commands here search the folder the user named).
+    Returns the folder, or the list of candidates (empty or ambiguous) so each caller can word its own error.
+    """
+    import re
+
+    root = Path(root)
+    if dataset.startswith("Dataset") and (root / dataset).is_dir():
+        return root / dataset
+    match = re.fullmatch(r"(?:Dataset)?(\d+)(?:_.*)?", dataset)
+    pattern = f"Dataset{int(match.group(1)):03d}_*" if match else f"Dataset*_{dataset}"
+    hits = sorted(p for p in root.glob(pattern) if p.is_dir())
+    return hits[0] if len(hits) == 1 else hits

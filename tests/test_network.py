@@ -58,8 +58,13 @@ def test_gradients_reach_every_trainable_parameter_and_not_the_fixed_filters():
 
 def test_fixed_filters_are_shared_and_not_in_state_dict():
     net = M2SNet(3, 2, encoder="resnet18")
-    filters = {id(unit._filters) for unit in net.pyramid.values()}
-    assert filters == {id(net.filters)}
+    seen = []  # every unit of the pyramid gets the network's one pair of filters
+    for unit in net.pyramid.values():
+        unit.register_forward_pre_hook(lambda module, args: seen.append(id(args[2])))
+    with torch.no_grad():
+        net.eval()(torch.randn(1, 3, 64, 64))
+    assert len(seen) == 10 and set(seen) == {id(net.filters)}
+    assert not any(isinstance(m, type(net.filters)) for unit in net.pyramid.values() for m in unit.modules())
     state = net.state_dict()
     assert not any(k.startswith("filters.") and k.endswith(".weight") and "norm" not in k for k in state)
     assert "filters.f3.norm.weight" in state and "filters.f5.norm.weight" in state
@@ -92,8 +97,7 @@ def test_to_moves_every_buffer_and_parameter():
     tensors = list(net.parameters()) + list(net.buffers())
     assert all(t.device.type == "meta" for t in tensors)
     assert all(t.dtype in (torch.float64, torch.int64) for t in tensors)
-    # the shared filters are reached through every unit too
-    assert all(unit._filters.f3.weight.device.type == "meta" for unit in net.pyramid.values())
+    assert net.filters.f3.weight.device.type == "meta"  # the shared fixed filters (a non-persistent buffer)
 
 
 def test_eval_output_is_deterministic():

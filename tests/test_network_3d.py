@@ -8,6 +8,17 @@ import torch
 from m2s_nnunet.network import M2SNet
 from m2s_nnunet.network.from_plans import build_m2snet
 from m2s_nnunet.network.plans_encoder import PlansEncoder, level_indices
+from m2s_nnunet.settings import M2SNetSettings
+
+
+def build(config: dict, in_channels: int, classes: int, encoder: str = "plans", deep_supervision: bool = False,
+          **values) -> M2SNet:
+    """The one builder with settings as the trainer derives them (3D always builds the plans encoder)."""
+    dim = len(config["patch_size"])
+    encoder = "plans" if dim == 3 else encoder
+    values.setdefault("decoder_norm", "instance" if encoder == "plans" else "batch")
+    return build_m2snet(M2SNetSettings(dim=dim, encoder=encoder, **values), config, in_channels, classes,
+                        deep_supervision)
 
 
 def _arch(strides, features=(16, 32, 48, 64, 80), dim=3):
@@ -27,7 +38,7 @@ ANISOTROPIC = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]  # thick s
 def test_3d_shapes_and_gradients(strides, patch):
     torch.manual_seed(0)
     config = {"patch_size": list(patch), "architecture": {"arch_kwargs": _arch(strides)}}
-    net = build_m2snet(config, 1, 3, encoder="res2net50d", width=16, side_heads=True, deep_supervision=True)
+    net = build(config, 1, 3, encoder="res2net50d", width=16, side_heads=True, deep_supervision=True)
     assert net.dim == 3 and isinstance(net.encoder, PlansEncoder)
     outputs = net(torch.randn(2, 1, *patch))
     expected = [patch] + [tuple(round(p * f) for p, f in zip(patch, s)) for s in net.side_head_scales]
@@ -69,7 +80,7 @@ def test_level_indices():
 def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
     """Hippocampus-like plans (4 stages), "deeper": X2 at stride 2, X5 an extra stride-1 stage."""
     four = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
-    net = build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True, deep_supervision=True,
+    net = build(four, 1, 3, encoder="plans", width=8, side_heads=True, deep_supervision=True,
                        level_mapping="deeper")
     enc = net.encoder
     assert enc.extra_stage is not None and enc.channels == (16, 32, 48, 64, 64)
@@ -87,24 +98,24 @@ def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
     hook.remove()
     assert tuple(seen["d21"]) == (8, 12, 8)
     # the refinement path now has a finer stage to go to
-    assert build_m2snet(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper").refine
+    assert build(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper").refine
     # the default network; a checkpoint of one mapping loaded into the other names the setting to use
-    default = build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True)
+    default = build(four, 1, 3, encoder="plans", width=8, side_heads=True)
     assert default.encoder.extra_stage is None and default.encoder.level_strides[1] == (1, 1, 1)
-    build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True).load_state_dict(default.state_dict())
+    build(four, 1, 3, encoder="plans", width=8, side_heads=True).load_state_dict(default.state_dict())
     with pytest.raises(RuntimeError, match='"level_mapping": "last4"'):
-        build_m2snet(four, 1, 3, encoder="plans", width=8, side_heads=True,
+        build(four, 1, 3, encoder="plans", width=8, side_heads=True,
                      level_mapping="deeper").load_state_dict(default.state_dict())
     with pytest.raises(RuntimeError, match='"level_mapping": "deeper"'):
         default.load_state_dict(net.state_dict())
     with pytest.raises(ValueError, match="plans encoder only"):
-        build_m2snet({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="deeper")
+        build({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="deeper")
 
 
 def test_2d_plans_encoder_option():
     strides = [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2], [2, 2]]
     config = {"patch_size": [64, 64], "architecture": {"arch_kwargs": _arch(strides, (8, 16, 24, 32, 40, 48), 2)}}
-    net = build_m2snet(config, 3, 2, encoder="plans", width=16)
+    net = build(config, 3, 2, encoder="plans", width=16)
     assert net.dim == 2 and isinstance(net.encoder, PlansEncoder)
     with torch.no_grad():
         assert net(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
@@ -113,7 +124,7 @@ def test_2d_plans_encoder_option():
 def test_patch_smaller_than_stride_is_refused():
     config = {"patch_size": [8, 16, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC)}}
     with pytest.raises(ValueError, match="smaller than M2SNet's minimum input"):
-        build_m2snet(config, 1, 2, encoder="res2net50d")
+        build(config, 1, 2, encoder="res2net50d")
 
 
 def test_lossnet_term_uses_slices_of_3d_patches():
@@ -138,7 +149,7 @@ def test_lossnet_term_uses_slices_of_3d_patches():
 def test_refinement_path_uses_the_finer_plans_stages():
     strides2d = [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2], [2, 2]]
     config = {"patch_size": [64, 64], "architecture": {"arch_kwargs": _arch(strides2d, (8, 16, 24, 32, 40, 48), 2)}}
-    net = build_m2snet(config, 1, 3, encoder="plans", width=16, refine=True, side_heads=True, deep_supervision=True)
+    net = build(config, 1, 3, encoder="plans", width=16, refine=True, side_heads=True, deep_supervision=True)
     assert net.encoder.fine_channels == (16, 8) and len(net.refine_stages) == 2  # stride 2, then 1
     outputs = net(torch.randn(2, 1, 64, 64))
     assert outputs[0].shape == (2, 3, 64, 64)
@@ -146,13 +157,13 @@ def test_refinement_path_uses_the_finer_plans_stages():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
     # 3D, five stages: X1 is the full-resolution stage pooled to X2, and it is also the one refinement step
     config3d = {"patch_size": [32, 32, 32], "architecture": {"arch_kwargs": _arch(ISOTROPIC)}}
-    net3d = build_m2snet(config3d, 1, 2, encoder="plans", width=8, refine=True)
+    net3d = build(config3d, 1, 2, encoder="plans", width=8, refine=True)
     assert net3d.encoder.fine_channels == (16,)
     with torch.no_grad():
         assert net3d(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
     # four stages, default mapping: X2 is already at full resolution, nothing to refine (the option is a no-op)
     four = {"patch_size": [16, 16, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
-    assert not build_m2snet(four, 1, 2, encoder="plans", width=8, refine=True).refine
+    assert not build(four, 1, 2, encoder="plans", width=8, refine=True).refine
 
 
 def test_plans_encoder_depth_and_norm_overrides():
@@ -169,7 +180,7 @@ def test_plans_encoder_depth_and_norm_overrides():
         PlansEncoder(1, arch, norm="group")
     config = {"patch_size": [32, 32, 32], "architecture": {"arch_kwargs": arch}}
     with pytest.raises(ValueError, match="plans encoder only"):
-        build_m2snet({"patch_size": [64, 64], "architecture": {"arch_kwargs": arch}}, 3, 2, "resnet18",
+        build({"patch_size": [64, 64], "architecture": {"arch_kwargs": arch}}, 3, 2, "resnet18",
                      encoder_blocks=1)
-    net = build_m2snet(config, 1, 2, encoder="plans", width=8, decoder_norm="batch", encoder_norm="batch")
+    net = build(config, 1, 2, encoder="plans", width=8, decoder_norm="batch", encoder_norm="batch")
     assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules())

@@ -8,12 +8,17 @@ import pytest
 
 from m2s_nnunet.planning import (
     MemoryModel,
+    PlanningError,
     choose_batch_size,
     m2snet_configuration,
     measure_memory_model,
     plan_m2snet,
     round_up,
 )
+from m2s_nnunet.settings import M2SNetSettings
+
+RESNET18 = M2SNetSettings(dim=2, encoder="resnet18")
+PLANS_3D = M2SNetSettings(dim=3, encoder="plans", width=32, decoder_norm="instance")
 
 ARCH_3D = {"n_stages": 4, "features_per_stage": [8, 16, 24, 32], "conv_op": "torch.nn.modules.conv.Conv3d",
            "kernel_sizes": [[3, 3, 3]] * 4, "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
@@ -53,17 +58,17 @@ def test_batch_size_follows_memory_and_nnunet_caps():
 
 def test_patch_shrinks_until_two_samples_fit():
     model = MemoryModel(static_bytes=1e9, activation_bytes_per_pixel=1e5, lossnet_bytes_per_map=0)
-    config = m2snet_configuration({"patch_size": [1024, 512]}, model, 1, 4.0, 1e12, "resnet18")
+    config = m2snet_configuration({"patch_size": [1024, 512]}, model, 1, 4.0, 1e12, RESNET18)
     assert all(p % 32 == 0 for p in config["patch_size"]) and config["patch_size"][0] < 1024
     assert model.bytes_for(2, config["patch_size"], 1) <= 4e9
     config3d = m2snet_configuration({"patch_size": [64, 256, 256], "architecture": {"arch_kwargs": ARCH_3D}},
-                                    model, 1, 4.0, 1e12, "plans")
+                                    model, 1, 4.0, 1e12, PLANS_3D)
     assert [p % m for p, m in zip(config3d["patch_size"], (4, 8, 8))] == [0, 0, 0]
     assert model.bytes_for(2, config3d["patch_size"], 1) <= 4e9
 
 
 def test_measured_model_is_plausible():
-    model = measure_memory_model({"patch_size": [64, 64]}, 3, 2, "resnet18", lossnet=True)
+    model = measure_memory_model(RESNET18, {"patch_size": [64, 64]}, 3, 2)
     assert 1e3 < model.activation_bytes_per_pixel < 1e5
     assert model.lossnet_bytes_per_map > 1e7  # VGG16 at 224x224
     assert model.static_bytes > 12e6 * 16
@@ -87,14 +92,14 @@ def test_plan_writes_m2snet_plans_and_keeps_preprocessing(tmp_path, monkeypatch)
                                                             "previous_stage": "3d_lowres"}
     assert config["patch_size"] == [96, 128]
     assert config["batch_size"] >= 2 and config["m2snet"]["encoder"] == "resnet18"
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(PlanningError, match="--overwrite"):
         plan_m2snet("777")
     assert json.loads((folder / "nnUNetPlans.json").read_text())["plans_name"] == "nnUNetPlans"  # untouched
 
 
 def test_plan_needs_nnunet_plans_first(tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
-    with pytest.raises(RuntimeError, match="nnUNetv2_plan_and_preprocess -d 778"):
+    with pytest.raises(PlanningError, match="nnUNetv2_plan_and_preprocess -d 778"):
         plan_m2snet("778")
 
 
@@ -111,9 +116,11 @@ def test_2d_patch_multiples_suit_both_the_timm_and_the_plans_encoder():
 
     seven_stages = {"patch_size": [352, 352],
                     "architecture": {"arch_kwargs": {"strides": [[1, 1]] + [[2, 2]] * 6}}}  # total stride 64
-    assert patch_multiples(seven_stages, "res2net50d") == [64, 64]
-    assert patch_multiples(seven_stages, "plans") == [64, 64]
+    paper, plans_2d = M2SNetSettings(dim=2), M2SNetSettings(dim=2, encoder="plans", decoder_norm="instance")
+    assert patch_multiples(seven_stages, paper) == [64, 64]
+    assert patch_multiples(seven_stages, plans_2d) == [64, 64]
     five_stages = {"patch_size": [64, 64], "architecture": {"arch_kwargs": {"strides": [[1, 1]] + [[2, 2]] * 4}}}
-    assert patch_multiples(five_stages, "res2net50d") == [32, 32]
-    assert patch_multiples({"patch_size": [64, 64]}, "resnet18") == [32, 32]
-    assert patch_multiples({"patch_size": [40, 56, 40], "architecture": {"arch_kwargs": ARCH_3D}}, "plans") == [4, 8, 8]
+    assert patch_multiples(five_stages, paper) == [32, 32]
+    assert patch_multiples({"patch_size": [64, 64]}, RESNET18) == [32, 32]
+    three_d = {"patch_size": [40, 56, 40], "architecture": {"arch_kwargs": ARCH_3D}}
+    assert patch_multiples(three_d, PLANS_3D) == [4, 8, 8]

@@ -15,6 +15,7 @@ import torch
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 import m2s_nnunet.training as training
+from m2s_nnunet.settings import SCRATCH_RECIPE, recipe_applies, settings_for
 from m2s_nnunet.training import (
     M2SNetTrainer,
     M2SNetTrainer_DS,
@@ -23,7 +24,6 @@ from m2s_nnunet.training import (
     M2SNetTrainer_scratch_LossNet,
     M2SNetTrainer_smoke,
 )
-from m2s_nnunet.training.settings import SCRATCH_RECIPE, recipe_applies, resolve_settings
 
 PLANS_DIR = Path(__file__).parent / "data" / "tiny_plans"
 PLANS = json.loads((PLANS_DIR / "nnUNetPlans.json").read_text())
@@ -68,8 +68,8 @@ def test_recipe_applies_exactly_where_imagenet_weights_do_not():
 
 
 def test_paper_model_on_2d_rgb_is_unchanged():
-    s = resolve_settings(M2SNetTrainer, _config("2d"), 3)
-    assert (s["encoder"], s["refine"], s["side_heads"], s["optimizer_recipe"], s["seg_loss"], s["recipe"]) == (
+    s = settings_for(M2SNetTrainer, _config("2d"), 3)
+    assert (s.encoder, s.refine, s.side_heads, s.optimizer_recipe, s.seg_loss, s.recipe) == (
         "res2net50d", False, False, "paper", "dice_ce", False)
 
 
@@ -86,33 +86,33 @@ RECIPE_KEYS = {"encoder_name": "encoder", "refine": "refine", "use_side_heads": 
 ])
 def test_from_scratch_paths_train_the_recipe(cls, config, channels):
     assert set(SCRATCH_RECIPE) == set(RECIPE_KEYS)
-    s = resolve_settings(cls, _config(config), channels)
+    s = settings_for(cls, _config(config), channels)
     for name, value in SCRATCH_RECIPE.items():
-        assert s[RECIPE_KEYS[name]] == value, name
-    assert s["recipe"] == (cls is not M2SNetTrainer_scratch)  # the scratch class states the recipe itself
+        assert getattr(s, RECIPE_KEYS[name]) == value, name
+    assert s.recipe == (cls is not M2SNetTrainer_scratch)  # the scratch class states the recipe itself
 
 
 def test_variants_of_the_scratch_trainer_can_change_the_recipe():
     class NoRefine(M2SNetTrainer_scratch):
         refine = False
 
-    assert resolve_settings(NoRefine, _config("3d_fullres"), 1)["refine"] is False
+    assert settings_for(NoRefine, _config("3d_fullres"), 1).refine is False
 
 
 def test_variants_that_choose_their_own_scratch_encoder_keep_it():
     for cls in (M2SNetTrainer_resnet18_scratch, M2SNetTrainer_smoke):
-        s = resolve_settings(cls, _config("2d"), 1)
-        assert s["encoder"] == "resnet18" and not s["recipe"] and s["optimizer_recipe"] == "paper"
+        s = settings_for(cls, _config("2d"), 1)
+        assert s.encoder == "resnet18" and not s.recipe and s.optimizer_recipe == "paper"
 
 
 def test_plans_entry_overrides_network_settings_and_rejects_unknown_keys():
     # "refine": true is also how a model trained with 0.2.0's recipe (refinement path on) is rebuilt
-    s = resolve_settings(M2SNetTrainer_scratch, _config("2d", {"refine": True, "encoder_blocks": 1,
+    s = settings_for(M2SNetTrainer_scratch, _config("2d", {"refine": True, "encoder_blocks": 1,
                                                                "memory_model": {"encoder": "x"}}), 3)
-    assert s["refine"] is True and s["encoder_blocks"] == 1 and "memory_model" not in s
-    assert resolve_settings(M2SNetTrainer_scratch, _config("2d"), 3)["refine"] is False
+    assert s.refine is True and s.encoder_blocks == 1 and not hasattr(s, "memory_model")
+    assert settings_for(M2SNetTrainer_scratch, _config("2d"), 3).refine is False
     with pytest.raises(ValueError, match="unknown key.*'lossnet'"):
-        resolve_settings(M2SNetTrainer, _config("2d", {"lossnet": 0}), 3)
+        settings_for(M2SNetTrainer, _config("2d", {"lossnet": 0}), 3)
 
 
 def test_bad_class_settings_are_refused():
@@ -123,9 +123,9 @@ def test_bad_class_settings_are_refused():
         scratch_recipe = {"lossnet_weight": 0}  # the loss is never the recipe's to change
 
     with pytest.raises(ValueError, match="seg_loss must be one of"):
-        resolve_settings(BadLoss, _config("2d"), 3)
+        settings_for(BadLoss, _config("2d"), 3)
     with pytest.raises(ValueError, match="unknown key"):
-        resolve_settings(BadRecipe, _config("3d_fullres"), 1)
+        settings_for(BadRecipe, _config("3d_fullres"), 1)
 
 
 @pytest.mark.parametrize("configuration,channels", [("2d", 1), ("2d", 3), ("3d_fullres", 1)])
@@ -197,7 +197,7 @@ def test_paper_trainer_keeps_paper_optimiser_and_backbone_rate(make_trainer):
 
 def test_grey_input_trains_the_recipe_with_the_paper_trainer(make_trainer, offline_caches):
     trainer = make_trainer(M2SNetTrainer, "2d", channels=1)
-    assert trainer.settings["recipe"] and trainer.settings["encoder"] == "plans"
+    assert trainer.settings.recipe and trainer.settings.encoder == "plans"
     assert not trainer.uses_imagenet_encoder
     from m2s_nnunet.weights import MissingWeightsError
 

@@ -110,18 +110,16 @@ class MultiScaleFilters(nn.Module):
 class MultiScaleSubtractionUnit(nn.Module):
     """MSSU(A, B) = conv(|a - B| + |F3(a) - F3(B)| + |F5(a) - F5(B)|) with a = A resized to B.
 
-    Pixel-level (identity), 3x3 and 5x5 structure-level differences in one unit; the filters are shared
-    between all units and passed in, not owned.
+    Pixel-level (identity), 3x3 and 5x5 structure-level differences in one unit. The fixed filters are
+    shared by all ten units of the pyramid, so they are passed to ``forward`` instead of being owned here.
     """
 
-    def __init__(self, channels: int, filters: MultiScaleFilters, dim: int = 2, norm: str = "batch") -> None:
+    def __init__(self, channels: int, dim: int = 2, norm: str = "batch") -> None:
         super().__init__()
-        # A plain attribute would register the shared filters once per unit; keep a non-module reference.
-        object.__setattr__(self, "_filters", filters)
         self.conv = ConvNormAct(channels, channels, dim, norm=norm)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, filters: MultiScaleFilters) -> torch.Tensor:
         a = resize_to(a, b)
-        f3, f5 = self._filters.f3, self._filters.f5
+        f3, f5 = filters.f3, filters.f5
         diff = torch.abs(a - b) + torch.abs(f3(a) - f3(b)) + torch.abs(f5(a) - f5(b))
         return self.conv(diff)

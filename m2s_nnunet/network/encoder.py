@@ -13,7 +13,7 @@ with warnings.catch_warnings():  # timm's import trips a torch.jit deprecation w
     warnings.simplefilter("ignore", FutureWarning)
     import timm
 
-from m2s_nnunet.defaults import DEFAULT_ENCODER, LIGHT_ENCODER  # noqa: F401  (re-exported)
+from m2s_nnunet.settings import DEFAULT_ENCODER, LIGHT_ENCODER  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class TimmEncoder(nn.Module):
         finer = sorted({r for r in all_reductions if r < reductions[1]}, reverse=True)
         self.fine_indices = tuple(max(i for i, r in enumerate(all_reductions) if r == f) for f in finer)
         self.fine_channels: tuple[int, ...] = tuple(info.channels()[i] for i in self.fine_indices)
+        self.requires_divisible_input = False  # timm CNNs pad odd sizes themselves
+        self.level_mapping = "last4"  # the paper's: the last four stages are X2..X5
 
     @property
     def first_conv(self) -> str:

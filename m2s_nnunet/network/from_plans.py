@@ -1,43 +1,38 @@
-"""Build M2SNet for one nnU-Net configuration (shared by the trainer, the planner and the benchmarks)."""
+"""The one builder: M2SNet from ``M2SNetSettings`` and a plans configuration.
+
+Used by the trainer (training and ``nnUNetv2_predict``), the planner's memory model, ``flops`` and the
+benchmarks, so they all build the same network from the same settings (``m2s_nnunet/settings.py``).
+"""
 
 from __future__ import annotations
 
 from m2s_nnunet.network.m2snet import M2SNet
 from m2s_nnunet.network.plans_encoder import PlansEncoder
-
-PLANS_ENCODER = "plans"  # encoder name that selects nnU-Net's residual encoder built from the plans
-
-
-def uses_timm_encoder(configuration: dict, encoder: str) -> bool:
-    """2D configurations use the (ImageNet) timm encoder unless the plans ask for ``"plans"``; 3D never does."""
-    return len(configuration["patch_size"]) == 2 and encoder != PLANS_ENCODER
+from m2s_nnunet.settings import M2SNetSettings
 
 
-def build_m2snet(configuration: dict, in_channels: int, num_classes: int, encoder: str, width: int = 64,
-                 side_heads: bool = False, deep_supervision: bool = False, refine: bool = False,
-                 decoder_norm: str | None = None, encoder_norm: str | None = None,
-                 encoder_blocks: int | list[int] | None = None, level_mapping: str = "last4") -> M2SNet:
-    """M2SNet for a plans configuration dict (``patch_size`` and ``architecture.arch_kwargs`` are read).
+def build_m2snet(settings: M2SNetSettings, configuration: dict, in_channels: int, num_classes: int,
+                 deep_supervision: bool = False) -> M2SNet:
+    """M2SNet for one plans configuration (``patch_size`` and ``architecture.arch_kwargs`` are read).
 
-    2D: the timm encoder and BatchNorm, as in the paper. 3D (or encoder "plans"): nnU-Net's residual
-    encoder from the configuration's kernel sizes and strides, and InstanceNorm in the decoder, because
-    3D batches hold 2 samples and batch statistics would be noise. ``decoder_norm`` overrides that choice;
-    ``encoder_norm``, ``encoder_blocks`` (residual blocks per stage) and ``level_mapping`` (which stages give
-    X1..X5, see ``plans_encoder.level_indices``) apply to the plans encoder only.
+    A timm encoder (2D, the paper's) or nnU-Net's residual encoder from the configuration's kernel sizes
+    and strides; ``deep_supervision`` returns the side heads' outputs too (needs ``settings.side_heads``).
+    Never loads weights: this also runs at predict time.
     """
-    patch = list(configuration["patch_size"])
-    if uses_timm_encoder(configuration, encoder):
-        if encoder_norm is not None or encoder_blocks is not None or level_mapping != "last4":
-            raise ValueError("encoder_norm, encoder_blocks and level_mapping apply to the plans encoder only, "
-                             f"not to '{encoder}'")
-        net = M2SNet(in_channels, num_classes, encoder=encoder, width=width, side_heads=side_heads,
-                     deep_supervision=deep_supervision, norm=decoder_norm or "batch", refine=refine)
+    if len(configuration["patch_size"]) != settings.dim:
+        raise ValueError(f"settings for {settings.dim}D, configuration with patch {configuration['patch_size']}")
+    if settings.uses_timm_encoder:
+        encoder = settings.encoder
     else:
-        plans_encoder = PlansEncoder(in_channels, configuration["architecture"]["arch_kwargs"],
-                                     n_blocks_per_stage=encoder_blocks, norm=encoder_norm,
-                                     level_mapping=level_mapping)
-        net = M2SNet(in_channels, num_classes, encoder=plans_encoder, width=width, side_heads=side_heads,
-                     deep_supervision=deep_supervision, norm=decoder_norm or "instance", refine=refine)
+        if "architecture" not in configuration:
+            raise ValueError("the plans encoder needs the configuration's 'architecture' (kernel sizes, strides)")
+        encoder = PlansEncoder(in_channels, configuration["architecture"]["arch_kwargs"],
+                               n_blocks_per_stage=settings.encoder_blocks, norm=settings.encoder_norm,
+                               level_mapping=settings.level_mapping)
+    net = M2SNet(in_channels, num_classes, encoder=encoder, width=settings.width, side_heads=settings.side_heads,
+                 deep_supervision=deep_supervision and settings.side_heads, norm=settings.decoder_norm,
+                 refine=settings.refine, fast_filters=settings.fast_filters)
+    patch = list(configuration["patch_size"])
     if any(p < m for p, m in zip(patch, net.min_input_size)):
         raise ValueError(f"patch size {patch} is smaller than M2SNet's minimum input {list(net.min_input_size)} "
                          "(the encoder's total stride); use `m2s-nnunet plan` or a larger patch_size")

@@ -13,49 +13,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from m2s_nnunet.network.blocks import (
-    _CONV,
-    ConvNormAct,
-    MultiScaleFilters,
-    MultiScaleSubtractionUnit,
-    resize_to,
+from m2s_nnunet.network.blocks import ConvNormAct, MultiScaleFilters, resize_to
+from m2s_nnunet.network.decoder import (
+    LevelAggregation,
+    M2SDecoder,
+    RefineStage,
+    SegmentationHeads,
+    SubtractionPyramid,
 )
 from m2s_nnunet.network.encoder import DEFAULT_ENCODER, TimmEncoder
-
-_PYRAMID = ("d54", "d43", "d32", "d21", "d543", "d432", "d321", "d5432", "d4321", "d54321")
-
-
-class SegmentationHeads(nn.Module):
-    """Main head on O1 (3x3 conv) plus optional 1x1 side heads on O2, O3, O4.
-
-    Named ``seg_layers`` like nnU-Net's decoders, so ``nnUNetv2_train -pretrained_weights`` skips them when
-    fine-tuning on a dataset with other classes. ``main_channels``: input channels of the main head when it
-    sits on the refinement path instead of O1 (default: ``width``).
-    """
-
-    def __init__(self, width: int, num_classes: int, side_heads: bool, dim: int = 2,
-                 main_channels: int | None = None) -> None:
-        super().__init__()
-        conv = _CONV[dim]
-        layers = [conv(main_channels or width, num_classes, 3, padding=1)]
-        if side_heads:
-            layers += [conv(width, num_classes, 1) for _ in range(3)]
-        self.seg_layers = nn.ModuleList(layers)
-
-
-class RefineStage(nn.Module):
-    """One step of the optional refinement path: upsample to a finer encoder feature, concatenate, conv unit.
-
-    Not in the paper (its decoder ends at stride 4 and is upsampled x4); this is how U-Nets recover the
-    full resolution, added as an option for training from scratch.
-    """
-
-    def __init__(self, in_channels: int, skip_channels: int, dim: int, norm: str) -> None:
-        super().__init__()
-        self.fuse = ConvNormAct(in_channels + skip_channels, skip_channels, dim, norm=norm)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([resize_to(x, skip), skip], dim=1))
+from m2s_nnunet.network.encoder_protocol import M2SEncoder
 
 
 class M2SNet(nn.Module):
@@ -64,8 +31,8 @@ class M2SNet(nn.Module):
     Args:
         in_channels: image channels (1 for CT/ultrasound/MRI, 3 for RGB, more for multi-modal).
         num_classes: output channels; the network returns logits, never probabilities.
-        encoder: a timm CNN name (the default is the paper's deep-stem Res2Net-50), or an encoder module
-            with ``dim``, ``channels`` and ``level_strides`` for X1..X5 (e.g. ``PlansEncoder``).
+        encoder: a timm CNN name (the default is the paper's deep-stem Res2Net-50), or a module that
+            implements ``M2SEncoder`` (e.g. ``PlansEncoder``).
         width: decoder channels (64 in the paper).
         side_heads: build extra heads on O2..O4 for deep supervision. Off: the heads do not exist.
         deep_supervision: with side heads, return ``[full, O2, O3, O4]`` logits (1/4, 1/8, 1/16 of the input
@@ -84,7 +51,7 @@ class M2SNet(nn.Module):
         self,
         in_channels: int = 3,
         num_classes: int = 1,
-        encoder: str | nn.Module = DEFAULT_ENCODER,
+        encoder: str | M2SEncoder = DEFAULT_ENCODER,
         width: int = 64,
         side_heads: bool = False,
         deep_supervision: bool = False,
@@ -99,24 +66,26 @@ class M2SNet(nn.Module):
         self.num_classes = num_classes
         self.deep_supervision = deep_supervision
         self.encoder = TimmEncoder(encoder, in_channels) if isinstance(encoder, str) else encoder
+        if not isinstance(self.encoder, M2SEncoder):
+            raise TypeError(f"{type(self.encoder).__name__} does not implement the M2SEncoder protocol "
+                            "(network/encoder_protocol.py)")
         dim = self.dim = self.encoder.dim
         c1, c2, c3, c4, c5 = self.encoder.channels
 
         def unit(c_in: int) -> ConvNormAct:
             return ConvNormAct(c_in, width, dim, norm=norm)
 
+        # Registration order and names are the checkpoint layout (tests/data/m2snet2d_reference.pt): keep them.
         # X1 already has 64 channels in ResNet-family encoders (identity, as in the paper).
         self.reduce_x1 = nn.Identity() if c1 == width else unit(c1)
         self.reduce = nn.ModuleList([unit(c) for c in (c2, c3, c4, c5)])  # R2..R5
-        self.filters = MultiScaleFilters(width, dim, fast_path=fast_filters, norm=norm)
-        self.pyramid = nn.ModuleDict(
-            {name: MultiScaleSubtractionUnit(width, self.filters, dim, norm) for name in _PYRAMID}
-        )
+        self.filters = MultiScaleFilters(width, dim, fast_path=fast_filters, norm=norm)  # shared by all MSSUs
+        self.pyramid = SubtractionPyramid(width, dim, norm)
         self.pre_d54321 = unit(width)  # the extra conv on D5432 before the last MSSU
-        self.aggregate = nn.ModuleList([unit(width) for _ in range(3)])  # L3, L2, L1
+        self.aggregate = LevelAggregation(width, dim, norm)  # L3, L2, L1 (L4 = D54)
         self.top = unit(c5)  # T
-        self.decode = nn.ModuleList([unit(width) for _ in range(3)])  # O4, O3, O2
-        fine = tuple(getattr(self.encoder, "fine_channels", ())) if refine else ()
+        self.decode = M2SDecoder(width, dim, norm)  # O4, O3, O2
+        fine = tuple(self.encoder.fine_channels) if refine else ()
         self.refine = refine and bool(fine)
         main_channels = width
         if self.refine:
@@ -131,10 +100,11 @@ class M2SNet(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Name the setting when a checkpoint was trained with the other ``level_mapping`` (4-stage plans)."""
-        built_deeper = getattr(self.encoder, "extra_stage", None) is not None
-        trained_deeper = any(k.startswith("encoder.extra_stage.") for k in state_dict)
-        if strict and built_deeper != trained_deeper:
-            trained, built = ("deeper", "last4") if trained_deeper else ("last4", "deeper")
+        # only 4-stage plans build an extra stage for "deeper"; elsewhere both mappings give one layout
+        built_extra = getattr(self.encoder, "extra_stage", None) is not None
+        trained_extra = any(k.startswith("encoder.extra_stage.") for k in state_dict)
+        if strict and built_extra != trained_extra:
+            trained, built = ("deeper", "last4") if trained_extra else ("last4", "deeper")
             raise RuntimeError(
                 f"this checkpoint was trained with level_mapping \"{trained}\", but the plans and trainer build "
                 f"\"{built}\": set \"m2snet\": {{\"level_mapping\": \"{trained}\"}} for this configuration in the "
@@ -143,7 +113,7 @@ class M2SNet(nn.Module):
 
     @property
     def has_side_heads(self) -> bool:
-        return len(self.head.seg_layers) > 1
+        return self.head.has_side_heads
 
     @property
     def side_head_scales(self) -> list[list[float]]:
@@ -167,7 +137,7 @@ class M2SNet(nn.Module):
         if any(s < m for s, m in zip(x.shape[2:], self.min_input_size)):
             raise ValueError(f"M2SNet needs inputs of at least {self.min_input_size} (the encoder's stride), "
                              f"got {tuple(x.shape)}")
-        if getattr(self.encoder, "requires_divisible_input", False) and any(
+        if self.encoder.requires_divisible_input and any(
                 s % m for s, m in zip(x.shape[2:], self.min_input_size)):
             raise ValueError(f"this encoder needs input sizes divisible by {self.min_input_size}, got "
                              f"{tuple(x.shape)} (nnU-Net's plans patches always are)")
@@ -177,36 +147,17 @@ class M2SNet(nn.Module):
             x1, x2, x3, x4, x5 = self.encoder(x)
         x1 = self.reduce_x1(x1)
         r2, r3, r4, r5 = (reduce(f) for reduce, f in zip(self.reduce, (x2, x3, x4, x5)))
-
-        p = self.pyramid
-        d54, d43, d32, d21 = p["d54"](r5, r4), p["d43"](r4, r3), p["d32"](r3, r2), p["d21"](r2, x1)
-        d543, d432, d321 = p["d543"](d54, d43), p["d432"](d43, d32), p["d321"](d32, d21)
-        d5432, d4321 = p["d5432"](d543, d432), p["d4321"](d432, d321)
-        d54321 = p["d54321"](self.pre_d54321(d5432), d4321)
-
-        l4 = d54
-        l3 = self.aggregate[0](d43 + d543)
-        l2 = self.aggregate[1](d32 + d432 + d5432)
-        l1 = self.aggregate[2](d21 + d321 + d4321 + d54321)
-
-        t = self.top(x5)
-        o4 = self.decode[0](resize_to(t, l4) + l4)
-        o3 = self.decode[1](resize_to(o4, l3) + l3)
-        o2 = self.decode[2](resize_to(o3, l2) + l2)
-        heads = self.head.seg_layers
+        d = self.pyramid(r5, r4, r3, r2, x1, self.filters, self.pre_d54321)
+        l4, l3, l2, l1 = self.aggregate(d)
+        o4, o3, o2 = self.decode(self.top(x5), l4, l3, l2)
+        o1 = resize_to(o2, l1) + l1
         if self.refine:
-            f = self.o1(resize_to(o2, l1) + l1)
+            o1 = self.o1(o1)
             for stage, skip in zip(self.refine_stages, fine):
-                f = stage(f, skip)
-            out = resize_to(heads[0](f), x)
-        else:
-            out = resize_to(heads[0](resize_to(o2, l1) + l1), x)
+                o1 = stage(o1, skip)
+        size = tuple(x.shape[2:])
         if not self.deep_supervision:
-            return out
-        size = x.shape[2:]
+            return self.head(o1, size)
         # exactly the sizes nnU-Net's DownsampleSegForDSTransform gives the targets: round(size * scale)
-        sides = [
-            resize_to(head(o), tuple(round(s * f) for s, f in zip(size, scales)))
-            for head, o, scales in zip(heads[1:], (o2, o3, o4), self.side_head_scales)
-        ]
-        return [out, *sides]
+        side_sizes = tuple(tuple(round(s * f) for s, f in zip(size, scales)) for scales in self.side_head_scales)
+        return self.head(o1, size, (o2, o3, o4), side_sizes)

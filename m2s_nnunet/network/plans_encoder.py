@@ -16,6 +16,8 @@ from dynamic_network_architectures.building_blocks.residual import StackedResidu
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from torch import nn
 
+from m2s_nnunet.settings import LEVEL_MAPPINGS
+
 # Residual blocks per stage when the plans (PlainConvUNet) give none: two per stage after the first, about
 # the depth of the plain U-Net encoder the plans were made for (nnU-Net's ResEnc plans bring their own).
 DEFAULT_BLOCKS = (1, 2, 2, 2, 2, 2, 2, 2)
@@ -30,7 +32,6 @@ def _locate(value):
     return value
 
 
-LEVEL_MAPPINGS = ("last4", "deeper")
 
 
 def level_indices(n_stages: int, mapping: str = "last4") -> tuple[int, int, int, int, int]:
@@ -114,6 +115,7 @@ class PlansEncoder(nn.Module):
         )
         self.name = f"plans-residual-encoder-{self.dim}d"
         self.in_channels = in_channels
+        self.level_mapping = level_mapping
         self.indices = level_indices(n_stages, level_mapping)
         features = list(arch_kwargs["features_per_stage"])
         stage_strides = np.array(arch_kwargs["strides"], dtype=int).reshape(n_stages, -1)

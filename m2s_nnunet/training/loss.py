@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from m2s_nnunet.losses import LossNet
+from m2s_nnunet.settings import LOSSNET_SLICES_3D
 
 
 class SegmentationPlusLossNet(nn.Module):
@@ -15,15 +16,14 @@ class SegmentationPlusLossNet(nn.Module):
     supervision; LossNet only sees the full-resolution output. Softmax probabilities of the foreground
     classes are compared with the one-hot target; with regions, sigmoid probabilities with the region masks.
     Pixels with the ignore label are zeroed in both maps. VGG16 is 2D: for 3D patches LossNet sees up to
-    ``max_slices`` evenly spaced slices along the first (through-plane) axis. The mean of each term over the
-    current epoch is kept in ``running`` so the trainer can log it.
+    ``max_slices`` evenly spaced slices along the first (through-plane) axis (``M2SNetSettings.lossnet_slices``).
+    The mean of each term over the current epoch is kept in ``running`` so the trainer can log it.
     """
 
-    max_slices = 4
-
     def __init__(self, seg_loss: nn.Module, lossnet: LossNet | None, weight: float = 0.1,
-                 regions: bool = False, ignore_label: int | None = None) -> None:
+                 regions: bool = False, ignore_label: int | None = None, max_slices: int = LOSSNET_SLICES_3D) -> None:
         super().__init__()
+        self.max_slices = max_slices
         self.seg_loss = seg_loss
         self.lossnet = lossnet
         self.weight = weight

@@ -17,17 +17,19 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 from torch._dynamo import OptimizedModule
 
-from m2s_nnunet.defaults import DECODER_WIDTH_2D, DECODER_WIDTH_3D
 from m2s_nnunet.losses import LossNet, StructureLoss
-from m2s_nnunet.network import DEFAULT_ENCODER
-from m2s_nnunet.network.from_plans import build_m2snet, uses_timm_encoder
+from m2s_nnunet.network.from_plans import build_m2snet
+from m2s_nnunet.settings import (
+    DECODER_WIDTH_2D,
+    DECODER_WIDTH_3D,
+    DEFAULT_ENCODER,
+    SCRATCH_RECIPE,
+    M2SNetSettings,
+    SettingsError,
+    settings_for,
+)
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 from m2s_nnunet.training.schedule import GroupLRSchedule
-from m2s_nnunet.training.settings import (
-    PLANS_SETTINGS_KEY,  # noqa: F401  (re-exported: the plans key read here)
-    SCRATCH_RECIPE,
-    resolve_settings,
-)
 from m2s_nnunet.weights import (
     PRETRAINED_ENV,
     MissingWeightsError,
@@ -52,7 +54,7 @@ class M2SNetTrainer(nnUNetTrainer):
 
     2D RGB configurations use the timm encoder with ImageNet weights, as the paper does. Where those weights
     do not apply (3D configurations, inputs that are not 3-channel), the from-scratch recipe replaces the
-    network and optimiser settings it names (``training/settings.py``): nnU-Net's residual encoder built
+    network and optimiser settings it names (``m2s_nnunet/settings.py``): nnU-Net's residual encoder built
     from the plans and deep supervision; LossNet stays (on slices in 3D).
 
     Optimiser (the paper's recipe, Zhao et al. 2023): SGD, Nesterov, momentum 0.9, weight decay 5e-4,
@@ -65,7 +67,7 @@ class M2SNetTrainer(nnUNetTrainer):
 
     # What variants change (the paper's model here). Read by the classmethods below too, so the predictor
     # builds the same network. Where ImageNet weights do not apply, ``scratch_recipe`` replaces the keys it
-    # names (see m2s_nnunet/training/settings.py); None keeps the class attributes everywhere.
+    # names (see m2s_nnunet/settings.py); None keeps the class attributes everywhere.
     scratch_recipe: dict | None = SCRATCH_RECIPE
     encoder_name: str = DEFAULT_ENCODER
     decoder_width: int = DECODER_WIDTH_2D
@@ -98,11 +100,11 @@ class M2SNetTrainer(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         channels = determine_num_input_channels(self.plans_manager, self.configuration_manager, dataset_json)
         self.settings = self.m2snet_settings(self.configuration_manager, channels)
-        self.enable_deep_supervision = bool(self.settings["side_heads"])
+        self.enable_deep_supervision = self.settings.side_heads
         self.num_epochs = self.epochs or self.num_epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch or self.num_iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch or self.num_val_iterations_per_epoch
-        if self.settings["optimizer_recipe"] == "paper":
+        if self.settings.optimizer_recipe == "paper":
             self.initial_lr, self.weight_decay, self.momentum = 0.05, 5e-4, 0.9
         else:  # nnU-Net's own values (nnUNetTrainer.__init__ and configure_optimizers)
             self.initial_lr, self.weight_decay, self.momentum = 1e-2, 3e-5, 0.99
@@ -111,13 +113,15 @@ class M2SNetTrainer(nnUNetTrainer):
 
     # ---- network -------------------------------------------------------------------------------------
     @classmethod
-    def m2snet_settings(cls, configuration_manager: ConfigurationManager, num_input_channels: int) -> dict:
-        """All settings for this configuration and channel count (``training/settings.py``): the class's,
-        the from-scratch recipe where ImageNet weights do not apply, then the plans' ``m2snet`` entry."""
+    def m2snet_settings(cls, configuration_manager: ConfigurationManager | dict,
+                        num_input_channels: int) -> M2SNetSettings:
+        """All settings for this configuration and channel count (``m2s_nnunet/settings.py``): the class's,
+        the from-scratch recipe where ImageNet weights do not apply, then the plans' m2snet block."""
+        configuration = getattr(configuration_manager, "configuration", configuration_manager)
         try:
-            return resolve_settings(cls, configuration_manager.configuration, num_input_channels)
-        except ValueError as err:
-            raise RuntimeError(f"{cls.__name__}: {err}") from err
+            return settings_for(cls, configuration, num_input_channels)
+        except SettingsError as err:
+            raise RuntimeError(str(err)) from err
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -129,23 +133,16 @@ class M2SNetTrainer(nnUNetTrainer):
         configurations (3d_fullres, 3d_lowres, cascades) nnU-Net's residual encoder built from the plans.
         """
         settings = cls.m2snet_settings(configuration_manager, num_input_channels)
-        side_heads = bool(settings["side_heads"])
         try:
-            return build_m2snet(
-                configuration_manager.configuration, num_input_channels, num_output_channels,
-                encoder=settings["encoder"], width=int(settings["width"]), side_heads=side_heads,
-                deep_supervision=side_heads and enable_deep_supervision, refine=bool(settings["refine"]),
-                decoder_norm=settings["decoder_norm"], encoder_norm=settings["encoder_norm"],
-                encoder_blocks=settings["encoder_blocks"], level_mapping=settings["level_mapping"],
-            )
+            return build_m2snet(settings, configuration_manager.configuration, num_input_channels,
+                                num_output_channels, deep_supervision=enable_deep_supervision)
         except ValueError as err:
             raise RuntimeError(f"cannot build M2SNet for this configuration: {err}") from err
 
     @property
     def uses_imagenet_encoder(self) -> bool:
         """Whether this run starts from ImageNet encoder weights (2D timm encoder, not opted out)."""
-        return (self.use_pretrained_encoder and not self.settings["recipe"] and pretrained_enabled()
-                and uses_timm_encoder(self.configuration_manager.configuration, self.settings["encoder"]))
+        return self.settings.pretrained_encoder and pretrained_enabled()
 
     def _check_weights_available(self) -> None:
         """Resolve every pretrained file this run needs *before* building anything, and report all that are
@@ -153,10 +150,10 @@ class M2SNetTrainer(nnUNetTrainer):
         problems = []
         if self.uses_imagenet_encoder:
             try:
-                resolve_encoder_weights(self.settings["encoder"])
+                resolve_encoder_weights(self.settings.encoder)
             except MissingWeightsError as err:
                 problems.append(str(err))
-        if self.lossnet_weight > 0:
+        if self.settings.uses_lossnet:
             try:
                 resolve_vgg16_weights()
             except MissingWeightsError as err:
@@ -171,22 +168,22 @@ class M2SNetTrainer(nnUNetTrainer):
         net = unwrap(self.network)
         settings = self.settings
         n_params = sum(p.numel() for p in net.parameters())
-        if settings["recipe"]:
-            self.print_to_log_file(f"From-scratch recipe: {settings['recipe_reason']}.")
+        if settings.recipe:
+            self.print_to_log_file(f"From-scratch recipe: {settings.recipe_reason}.")
         self.print_to_log_file(
-            f"M2SNet ({net.dim}D): encoder {net.encoder.name}, width {settings['width']}, "
+            f"M2SNet ({net.dim}D): encoder {net.encoder.name}, width {settings.width}, "
             f"{n_params / 1e6:.2f} M parameters, refinement path {net.refine}, "
-            f"side heads {settings['side_heads']}, segmentation loss {settings['seg_loss']}, "
-            f"LossNet weight {self.lossnet_weight}, optimiser '{settings['optimizer_recipe']}'"
+            f"side heads {settings.side_heads}, segmentation loss {settings.seg_loss}, "
+            f"LossNet weight {settings.lossnet_weight}, optimiser '{settings.optimizer_recipe}'"
         )
         if self._restoring_checkpoint:
             return  # the checkpoint brings every weight; ImageNet weights are not needed
-        if not self.use_pretrained_encoder or settings["recipe"]:
+        if not settings.uses_timm_encoder:
+            self.print_to_log_file("Encoder built from the plans (nnU-Net residual encoder), trained from scratch.")
+        elif not settings.pretrained_encoder:
             self.print_to_log_file("Encoder initialised randomly (no ImageNet weights).")
         elif not pretrained_enabled():
             self.print_to_log_file(f"WARNING: {PRETRAINED_ENV}=0: encoder initialised randomly.")
-        elif not self.uses_imagenet_encoder:
-            self.print_to_log_file("Encoder built from the plans (nnU-Net residual encoder), trained from scratch.")
         else:
             found = load_encoder_weights(net)
             self.encoder_weights_source = f"{found.path} ({found.origin})"
@@ -228,7 +225,7 @@ class M2SNetTrainer(nnUNetTrainer):
     def _build_loss(self) -> nn.Module:
         # nnU-Net's Dice+CE (or Dice+BCE with regions), or the paper's structure loss, for one output ...
         ds = self.enable_deep_supervision
-        if self.settings["seg_loss"] == "structure":
+        if self.settings.seg_loss == "structure":
             if not self.label_manager.has_regions and self.label_manager.num_segmentation_heads != 2:
                 raise RuntimeError(
                     f"{type(self).__name__} uses the paper's structure loss, which is binary, but this dataset has "
@@ -246,10 +243,11 @@ class M2SNetTrainer(nnUNetTrainer):
             weights = np.array([1 / 2**i for i in range(len(self._get_deep_supervision_scales()))])
             seg_loss = DeepSupervisionWrapper(seg_loss, weights / weights.sum())
         # the paper's 224 as the largest side VGG16 sees (3D: of each slice); smaller maps keep their size
-        lossnet = LossNet(size=224) if self.lossnet_weight > 0 else None
+        settings = self.settings
+        lossnet = LossNet(size=settings.lossnet_size) if settings.uses_lossnet else None
         loss = SegmentationPlusLossNet(
-            seg_loss, lossnet, self.lossnet_weight,
-            regions=self.label_manager.has_regions, ignore_label=self.label_manager.ignore_label,
+            seg_loss, lossnet, settings.lossnet_weight, regions=self.label_manager.has_regions,
+            ignore_label=self.label_manager.ignore_label, max_slices=settings.lossnet_slices,
         )
         return loss.to(self.device)
 
@@ -281,7 +279,7 @@ class M2SNetTrainer(nnUNetTrainer):
         backbone = [p for p in net.encoder.parameters() if p.requires_grad]
         backbone_ids = {id(p) for p in backbone}
         decoder = [p for p in net.parameters() if p.requires_grad and id(p) not in backbone_ids]
-        factor = self.backbone_lr_factor if self.uses_imagenet_encoder else 1.0
+        factor = self.settings.backbone_lr_factor if self.uses_imagenet_encoder else 1.0
         optimizer = torch.optim.SGD(
             [  # decoder first: nnU-Net logs param_groups[0]['lr']
                 {"params": decoder, "lr": self.initial_lr},
@@ -289,7 +287,7 @@ class M2SNetTrainer(nnUNetTrainer):
             ],
             lr=self.initial_lr, momentum=self.momentum, weight_decay=self.weight_decay, nesterov=True,
         )
-        schedule = self.lr_schedule if self.settings["optimizer_recipe"] == "paper" else "poly"
+        schedule = self.settings.lr_schedule if self.settings.optimizer_recipe == "paper" else "poly"
         return optimizer, GroupLRSchedule(optimizer, self.num_epochs, schedule)
 
     # ---- logging of the two loss terms ---------------------------------------------------------------

@@ -7,7 +7,7 @@ and looks it up again at predict time.
 from __future__ import annotations
 
 from m2s_nnunet.network import LIGHT_ENCODER
-from m2s_nnunet.training.settings import SCRATCH_RECIPE
+from m2s_nnunet.settings import SCRATCH_RECIPE
 from m2s_nnunet.training.trainer import M2SNetTrainer
 
 
