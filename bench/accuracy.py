@@ -10,7 +10,7 @@ For one dataset of ``../shared/data`` (``kvasir``, ``busi``, ``covid``, ``hippoc
 3. writes bench plans (``BenchPlans``, ``BenchResEncMPlans``): nnU-Net's plans with only ``plans_name`` and
    the batch size changed (``--batch``, default 12 in 2D: on 2 CPU cores more, smaller steps learn more per
    minute; every model gets the same batch, the ResEnc-M one included);
-4. trains fold 0 of every model and seed with the same schedule (``--epochs`` x ``--iters``; the trainers of
+4. trains fold 0 (``--fold``) of every model and seed with one schedule (``--epochs`` x ``--iters``; the trainers of
    ``bench/trainers/accuracy_trainers.py`` read it from the environment), predicts each test set with
    nnU-Net's default test-time mirroring, and scores it with ``m2s_nnunet.evaluation``;
 5. prints one table: per model the schedule, time per iteration, fold-0 validation Dice (the only number
@@ -110,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="mirroring in nnU-Net's final fold-0 validation too (default off: 2x faster; test "
                         "predictions always use it)")
     p.add_argument("--no-test", action="store_true", help="train and validate only (ablation screening)")
+    p.add_argument("--fold", type=int, default=0, help="cross-validation fold to train and validate (default 0); "
+                   "held-out predictions use this fold's model")
     p.add_argument("--equal-time", action="store_true",
                    help="also train every other model for the baseline's training time: its iterations per epoch "
                         "scaled by the measured speed ratio, each model's fastest run counting (rows marked "
@@ -210,7 +212,7 @@ def prepare(args: argparse.Namespace, logs: Path) -> tuple[Path, dict[str, tuple
 
 def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
               tests: dict[str, tuple[Path, Path]], logs: Path, iters: int | None = None) -> dict:
-    """Train fold 0 (reused when finished), predict and score every test set; ``iters`` overrides --iters."""
+    """Train the fold (reused when finished), predict and score every test set; ``iters`` overrides --iters."""
     from m2s_nnunet.evaluation import evaluate_folder
     from m2s_nnunet.nnunet_env import run_nnunet
 
@@ -218,14 +220,16 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
     env = make_env(args, seed, iters)
     iters = iters or args.iters
     plans = PLANS[model.plans_key][1]
-    folder = Path(env["nnUNet_results"]) / dataset.name / f"{model.trainer}__{plans}__{spec.configuration}" / "fold_0"
+    model_dir = Path(env["nnUNet_results"]) / dataset.name / f"{model.trainer}__{plans}__{spec.configuration}"
+    folder = model_dir / f"fold_{args.fold}"
     tag = f"{model.label} seed {seed}" + (f" ({iters} iterations per epoch)" if iters != args.iters else "")
     log_tag = f"{model.label}_s{seed}" + (f"_i{iters}" if iters != args.iters else "")
     if not ((folder / "checkpoint_final.pth").is_file() and (folder / "bench.json").is_file()
             and (folder / "validation" / "summary.json").is_file()):
         print(f"[train] {tag}: {args.epochs} x {iters} iterations on {args.device}", flush=True)
         start = time.perf_counter()
-        run_nnunet("nnUNetv2_train", [str(spec.dataset_id), spec.configuration, "0", "-tr", model.trainer, "-p", plans,
+        run_nnunet("nnUNetv2_train", [str(spec.dataset_id), spec.configuration, str(args.fold), "-tr", model.trainer,
+                                      "-p", plans,
                                       "-device", args.device], env, logs / f"train_{log_tag}.log",
                    quiet=True)
         print(f"[train] {tag}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
@@ -237,14 +241,17 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
     if args.no_test:
         return result
     for test, (images, labels) in tests.items():
-        pred = args.work_dir / "preds" / args.dataset / schedule_tag(args, iters) / f"seed{seed}" / model.label / test
+        fold = "" if args.fold == 0 else f"_fold{args.fold}"  # fold 0 keeps the folder name of earlier runs
+        pred = (args.work_dir / "preds" / args.dataset / schedule_tag(args, iters) / f"seed{seed}{fold}" / model.label
+                / test)
         done = pred / ".complete"
         if not done.is_file():
             shutil.rmtree(pred, ignore_errors=True)
             print(f"[predict] {tag}: {test} ({images})", flush=True)
             start = time.perf_counter()
             run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(pred), "-d", str(spec.dataset_id),
-                                            "-c", spec.configuration, "-tr", model.trainer, "-p", plans, "-f", "0",
+                                            "-c", spec.configuration, "-tr", model.trainer, "-p", plans,
+                                            "-f", str(args.fold),
                                             "-device", args.device, "-npp", "1", "-nps", "1"],
                        env, logs / f"predict_{log_tag}_{test}.log", quiet=True)
             done.write_text(f"{time.perf_counter() - start:.1f}\n")
@@ -275,7 +282,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
 
     spec = DATASETS[args.dataset]
     baseline = args.models[0].label
-    headers = ["model", "seeds", "iterations x batch", "s/iter", "train min", "fold-0 val Dice"]
+    headers = ["model", "seeds", "iterations x batch", "s/iter", "train min", f"fold-{args.fold} val Dice"]
     for t in tests:
         headers += [f"{t} Dice", f"{t} per seed", f"{t} diff vs {baseline} [95% CI]", f"{t} p"]
     rows = []
@@ -300,7 +307,8 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
     metric = "nnU-Net Dice averaged over the foreground labels" if spec.configuration != "2d" else \
         "mDice (polyp-benchmark convention: per image, empty/empty = 1)"
     lines = [
-        f"# Accuracy: {args.dataset} ({spec.configuration}), fold 0, {args.epochs} epochs x {args.iters} iterations",
+        f"# Accuracy: {args.dataset} ({spec.configuration}), fold {args.fold}, "
+        f"{args.epochs} epochs x {args.iters} iterations",
         "",
         markdown_table(headers, rows, digits=3),
         "",
@@ -313,8 +321,8 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
             "95% CI, two-sided Wilcoxon signed-rank p.",
         ]
     lines += [
-        "- fold-0 val Dice: nnU-Net's summary.json of the fold-0 validation cases (training data; the number used "
-        "to choose between ablation rows; " + ("with" if args.val_tta else "without") + " mirroring).",
+        f"- fold-{args.fold} val Dice: nnU-Net's summary.json of the fold's validation cases (training data; the "
+        "number used to choose between ablation rows; " + ("with" if args.val_tta else "without") + " mirroring).",
         "- s/iter and train min: the training epochs only (pseudo-validation iterations included; start-up, final "
         "validation and prediction excluded), averaged over seeds.",
     ]
@@ -359,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     test_names = [] if args.no_test else list(tests)
     md = render(args, results, test_names)
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
-    from benchlib import write_outputs
+    from benchlib import write_report
 
-    write_outputs(md, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, args.out, args.json)
+    write_report(md, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, args.out, args.json)
     return 0
 
 
