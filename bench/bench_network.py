@@ -30,7 +30,7 @@ from benchlib import (
     pick_device,
     precision_context,
     time_interleaved,
-    write_outputs,
+    write_report,
 )
 
 from m2s_nnunet.complexity import count_parameters
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         md.append(markdown_table(["maps", "fwd ms/img", "fwd+bwd ms/img"], rows))
         md += ["", "Random VGG16 weights (LossNet(pretrained=False)): a timing only, the cost does not depend on the "
                "weights. fwd+bwd = both feature passes plus the backward through the prediction branch."]
-    write_outputs("\n".join(md), data, args.out, args.json)
+    write_report("\n".join(md), data, args.out, args.json)
     return 0
 
 

@@ -56,7 +56,7 @@ from benchlib import (
     pick_device,
     precision_context,
     time_interleaved,
-    write_outputs,
+    write_report,
 )
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -69,6 +69,7 @@ from m2s_nnunet.complexity import count_parameters
 from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network import DEFAULT_ENCODER, LIGHT_ENCODER
 from m2s_nnunet.nnunet_env import run_nnunet, work_env
+from m2s_nnunet.settings import M2SNetSettings
 from m2s_nnunet.training import M2SNetTrainer, M2SNetTrainer_resnet18
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 from m2s_nnunet.training.trainer import unwrap
@@ -257,7 +258,7 @@ def m2s_trainer_class(encoder: str) -> type[M2SNetTrainer]:
     return type(f"M2SNetTrainer_{encoder}_paper", (base,), {"encoder_name": encoder, "scratch_recipe": None})
 
 
-def trainer_settings(spec: Spec, s: Setup) -> dict:
+def trainer_settings(spec: Spec, s: Setup) -> M2SNetSettings:
     return trainer_class(spec.trainer).m2snet_settings(s.config, s.num_inputs)
 
 
@@ -298,21 +299,22 @@ def build_loss(spec: Spec, s: Setup) -> nn.Module:
         weights[-1] = 0
         return DeepSupervisionWrapper(seg, weights / weights.sum())
     if spec.trainer:  # as M2SNetTrainer._build_loss
-        cls, settings = trainer_class(spec.trainer), trainer_settings(spec, s)
-        if settings["seg_loss"] == "structure":
+        settings = trainer_settings(spec, s)
+        if settings.seg_loss == "structure":
             seg = StructureLoss()
-        if settings["side_heads"]:
+        if settings.side_heads:
             weights = np.array([1 / 2**i for i in range(4)])
             seg = DeepSupervisionWrapper(seg, weights / weights.sum())
-        lossnet = LossNet(pretrained=False) if cls.lossnet_weight else None
-        return SegmentationPlusLossNet(seg, lossnet, cls.lossnet_weight).to(s.device)
+        lossnet = LossNet(pretrained=False, size=settings.lossnet_size) if settings.uses_lossnet else None
+        return SegmentationPlusLossNet(seg, lossnet, settings.lossnet_weight,
+                                       max_slices=settings.lossnet_slices).to(s.device)
     # random VGG16: timing only; sides above 224 resized down to it, as M2SNetTrainer._build_loss does
     lossnet = LossNet(pretrained=False) if spec.lossnet else None
     return SegmentationPlusLossNet(seg, lossnet, 0.1 if spec.lossnet else 0.0).to(s.device)
 
 
 def build_optimizer(spec: Spec, net: nn.Module, s: Setup) -> torch.optim.Optimizer:
-    if spec.is_unet or (spec.trainer and trainer_settings(spec, s)["optimizer_recipe"] == "nnunet"):
+    if spec.is_unet or (spec.trainer and trainer_settings(spec, s).optimizer_recipe == "nnunet"):
         return torch.optim.SGD(net.parameters(), 1e-2, momentum=0.99, weight_decay=3e-5, nesterov=True)
     encoder = {id(p) for p in net.encoder.parameters()}
     groups = [{"params": [p for p in net.parameters() if id(p) not in encoder]},
@@ -325,7 +327,7 @@ def make_batch(spec: Spec, s: Setup, batch: int) -> tuple[torch.Tensor, torch.Te
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, s.num_inputs, *s.patch, generator=g).to(s.device)
     y = torch.randint(0, s.num_outputs, (batch, 1, *s.patch), generator=g).float().to(s.device)
-    if spec.trainer and trainer_settings(spec, s)["side_heads"]:  # M2SNet's side heads: full, O2, O3, O4 sizes
+    if spec.trainer and trainer_settings(spec, s).side_heads:  # M2SNet's side heads: full, O2, O3, O4 sizes
         net = trainer_class(spec.trainer).build_network_architecture(s.plans_manager, s.config, s.num_inputs,
                                                                      s.num_outputs, enable_deep_supervision=True)
         sizes = [s.patch] + [tuple(round(p * f) for p, f in zip(s.patch, sc)) for sc in net.side_head_scales]
@@ -616,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         if not dataset_json.is_file():
             raise SystemExit(f"{dataset_json} not found; pass --dataset-json")
         md, data = run(args, plans, dataset_json, str(plans))
-        write_outputs(md, data, args.out, args.json)
+        write_report(md, data, args.out, args.json)
         return 0
     with tempfile.TemporaryDirectory(prefix="m2s_bench_plans_") as tmp:
         size = tuple(args.image_size)
@@ -632,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.num_images} {'RGB' if args.channels == 3 else f'{args.channels}-channel'} images of "
                 f"{size[0]}x{size[1]}")
         md, data = run(args, plans, plans.parent / "dataset.json", note)
-    write_outputs(md, data, args.out, args.json)
+    write_report(md, data, args.out, args.json)
     return 0
 
 

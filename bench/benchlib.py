@@ -158,7 +158,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], dig
     return "\n".join(lines)
 
 
-def write_outputs(markdown: str, data: dict, out: Path | None, json_path: Path | None) -> None:
+def write_report(markdown: str, data: dict, out: Path | None, json_path: Path | None) -> None:
     """Markdown to stdout (always) and to ``out``; raw numbers (every sample) to ``json_path``."""
     print(markdown, flush=True)
     if out is not None:

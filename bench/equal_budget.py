@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"equal_budget: SKIPPED: data folders not found ({args.images}, {args.masks}). They only exist on "
               "project machines; pass --images/--masks for other data.")
         return 0
-    from benchlib import write_outputs
+    from benchlib import write_report
 
     from m2s_nnunet.conversion import ConversionError, pair_inputs
     from m2s_nnunet.nnunet_env import nnunet_command
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [train_predict_score(t, args, dataset, env, logs) for t in trainers]
     md = render(results, args, notes, len(cases), n_test)
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min; work dir {args.work_dir}"
-    write_outputs(md, {"args": vars(args), "results": results, "notes": notes}, args.out, args.json)
+    write_report(md, {"args": vars(args), "results": results, "notes": notes}, args.out, args.json)
     return 0
 
 

@@ -126,6 +126,7 @@ def check_memory_model(ctx: Context) -> list[str]:
     import bench_vs_unet as bvu
 
     from m2s_nnunet.planning import m2snet_configuration, measure_memory_model
+    from m2s_nnunet.settings import M2SNetSettings
 
     lines = ["| target GB | planned batch | patch | model's estimate GB | measured max_memory_allocated GB |",
              "|---|---|---|---|---|"]
@@ -133,9 +134,10 @@ def check_memory_model(ctx: Context) -> list[str]:
         plans = bvu.make_builtin_plans(Path(tmp), (ctx.size, ctx.size), 1000, 3, 2, Path(tmp) / "plan.log")
         s = bvu.load_setup(plans, plans.parent / "dataset.json", "2d", 2, ctx.device, ctx.device.type == "cuda")
         base = s.config.configuration
-        model = measure_memory_model(base, 3, 2, "res2net50d", 64, lossnet=True)
+        settings = M2SNetSettings(dim=2, encoder="res2net50d")  # the paper's model, with LossNet
+        model = measure_memory_model(settings, base, 3, 2)
         for target in ((8.0, 11.0, 24.0) if not ctx.smoke else (8.0,)):
-            config = m2snet_configuration(base, model, 1, target, 1000 * ctx.size**2, "res2net50d")
+            config = m2snet_configuration(base, model, 1, target, 1000 * ctx.size**2, settings)
             batch = config["batch_size"] if not ctx.smoke else 1
             patch = config["patch_size"] if not ctx.smoke else [ctx.size, ctx.size]
             measured = _peak_training_memory_gb(ctx, s, batch, patch)

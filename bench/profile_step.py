@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchlib import describe_device, markdown_table, median, pick_device, precision_context, sync, write_outputs
+from benchlib import describe_device, markdown_table, median, pick_device, precision_context, sync, write_report
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     data = {"device": describe_device(device), "args": vars(args), "top_ops": ops, "phase_samples_s": samples,
             "phase_ms_median": {k: v * 1e3 for k, v in med.items()}}
-    write_outputs("\n".join(md), data, args.out, args.json)
+    write_report("\n".join(md), data, args.out, args.json)
     return 0
 
 

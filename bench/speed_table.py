@@ -52,7 +52,7 @@ from benchlib import (
     median,
     pick_device,
     time_interleaved,
-    write_outputs,
+    write_report,
 )
 from torch import nn
 
@@ -348,7 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     md, data = run(args)
-    write_outputs(md, data, args.out, args.json)
+    write_report(md, data, args.out, args.json)
     return 0
 
 

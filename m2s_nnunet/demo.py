@@ -12,7 +12,7 @@ import numbers
 import time
 from pathlib import Path
 
-from m2s_nnunet.evaluation import evaluate_folder, markdown_table, write_outputs
+from m2s_nnunet.evaluation import evaluate_folder, markdown_table, write_evaluation_files
 from m2s_nnunet.nnunet_env import run_nnunet, work_env
 from m2s_nnunet.synthetic import make_rgb_dataset
 
@@ -71,7 +71,7 @@ def run_demo(work_dir: str | Path = "m2s_work", trainer: str = DEMO_TRAINER, num
     _step(5, total, "m2s-nnunet evaluate on the test images (nnU-Net and polyp-benchmark conventions)")
     evaluation = evaluate_folder(pred_dir, dataset / "labelsTs", progress=False)
     eval_dir = work / "evaluation" / trainer
-    write_outputs(evaluation, eval_dir)
+    write_evaluation_files(evaluation, eval_dir)
     row = evaluation.aggregate.iloc[0]
     summary = json.loads((results_model / "fold_0" / "validation" / "summary.json").read_text())
     result = {

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from shlex import quote
 
+from m2s_nnunet.envflags import NNUNET_TRUE, EnvFlagError, foreign_flag
 from m2s_nnunet.errors import UserError
 from m2s_nnunet.inputs.folders import check_output_folder
 from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, ext_trainer_folder, same_folder
@@ -80,7 +81,7 @@ def _variables() -> int:
         failures += 1
     else:
         _line(_OK, f"nnUNet_extTrainer contains {folder}")
-    if os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t"):
+    if foreign_flag("nnUNet_compile", NNUNET_TRUE):
         _line(_WARN, "nnUNet_compile=true: torch.compile has not been validated with M2SNet", "export nnUNet_compile=f")
     return failures
 
@@ -112,8 +113,13 @@ def _weights() -> int:
     )
 
     failures = 0
-    if not pretrained_enabled():
-        _line(_WARN, "M2S_NNUNET_PRETRAINED=0: encoders train from scratch")
+    try:
+        if not pretrained_enabled():
+            _line(_WARN, "M2S_NNUNET_PRETRAINED=0: encoders train from scratch")
+    except EnvFlagError as err:
+        problem, _, fix = str(err).partition("\n  fix: ")
+        _line(_FAIL, problem, fix)
+        failures += 1
     for name in (DEFAULT_ENCODER, LIGHT_ENCODER):
         try:
             found = resolve_encoder_weights(name, allow_download=False)

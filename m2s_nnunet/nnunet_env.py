@@ -112,7 +112,7 @@ def find_dataset_folder(dataset: str, root: str | Path) -> Path | list[Path]:
     import re
 
     root = Path(root)
-    if dataset.startswith("Dataset") and (root / dataset).is_dir():
+    if (root / dataset).is_dir():  # a folder named exactly as given
         return root / dataset
     match = re.fullmatch(r"(?:Dataset)?(\d+)(?:_.*)?", dataset)
     pattern = f"Dataset{int(match.group(1)):03d}_*" if match else f"Dataset*_{dataset}"

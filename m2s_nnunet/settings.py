@@ -20,6 +20,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from m2s_nnunet.errors import UserError
+
 SCHEMA_VERSION = 1  # of the plans' m2snet block and of M2SNetSettings.to_dict()
 PLANS_KEY = "m2snet"
 
@@ -61,7 +63,7 @@ _CLASS_ATTRIBUTES = {"encoder_name": "encoder", "refine": "refine", "decoder_nor
                      "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss"}
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """Settings that cannot be built: an unknown key or value in a trainer class or in the plans."""
 
 
@@ -77,8 +79,8 @@ class M2SNetSettings:
 
     dim: int
     encoder: str = DEFAULT_ENCODER
-    width: int = DECODER_WIDTH_2D
-    decoder_norm: str = "batch"
+    width: int | None = None  # None: 64 in 2D (the paper's), 32 in 3D
+    decoder_norm: str | None = None  # None: "batch" with a timm encoder, "instance" with the plans encoder
     encoder_norm: str | None = None
     encoder_blocks: int | tuple[int, ...] | None = None
     level_mapping: str = "last4"
@@ -88,7 +90,7 @@ class M2SNetSettings:
     pretrained_encoder: bool = True
     lossnet_weight: float = 0.1
     lossnet_size: int = LOSSNET_SIZE
-    lossnet_slices: int = 1
+    lossnet_slices: int | None = None  # None: 1 in 2D, LOSSNET_SLICES_3D in 3D
     optimizer_recipe: str = "paper"
     lr_schedule: str = "triangular"
     backbone_lr_factor: float = 0.1
@@ -97,6 +99,13 @@ class M2SNetSettings:
     recipe_reason: str = ""
 
     def __post_init__(self) -> None:
+        # the 2D/3D rules: resolved here, so every consumer reads final values
+        defaults = {"width": DECODER_WIDTH_2D if self.dim == 2 else DECODER_WIDTH_3D,
+                    "decoder_norm": "batch" if self.encoder != PLANS_ENCODER else "instance",
+                    "lossnet_slices": 1 if self.dim == 2 else LOSSNET_SLICES_3D}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         checks = [("dim", self.dim, (2, 3)), ("decoder_norm", self.decoder_norm, NORMS),
                   ("level_mapping", self.level_mapping, LEVEL_MAPPINGS),
                   ("optimizer_recipe", self.optimizer_recipe, OPTIMIZER_RECIPES),
@@ -138,7 +147,7 @@ class M2SNetSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> M2SNetSettings:
         data = dict(data)
-        _check_version(data.pop("schema_version", SCHEMA_VERSION), "settings")
+        _check_version(data.pop("schema_version", SCHEMA_VERSION), "M2SNet settings")
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise SettingsError(f"unknown M2SNet setting(s) {unknown}")
@@ -152,7 +161,7 @@ class M2SNetSettings:
 
 def _check_version(version: object, what: str) -> None:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise SettingsError(f"the {what} have schema_version {version!r}, but this m2s-nnunet reads up to "
+        raise SettingsError(f"{what}: schema_version {version!r}, but this m2s-nnunet reads versions up to "
                             f"{SCHEMA_VERSION}: upgrade m2s-nnunet (pip install -U m2s-nnunet)")
 
 
@@ -163,7 +172,7 @@ def plans_entry(configuration: dict) -> dict[str, Any]:
     Blocks written before the schema version existed (m2s-nnunet <= 0.4) have none and read as version 1.
     """
     entry = dict(configuration.get(PLANS_KEY) or {})
-    _check_version(entry.pop("schema_version", SCHEMA_VERSION), f"plans' '{PLANS_KEY}' block")
+    _check_version(entry.pop("schema_version", SCHEMA_VERSION), f"the plans' '{PLANS_KEY}' block")
     unknown = sorted(set(entry) - set(PLANS_OVERRIDES) - set(PLANS_RECORDS))
     if unknown:
         raise SettingsError(f"the plans' '{PLANS_KEY}' block has unknown key(s) {unknown}; allowed: "
@@ -229,12 +238,11 @@ def settings_for(trainer_cls: type, configuration: dict, num_input_channels: int
     if dim == 3 and values["encoder"] != PLANS_ENCODER:
         values["encoder"] = PLANS_ENCODER  # 3D always builds the plans encoder (a variant's timm name is 2D-only)
     timm = values["encoder"] != PLANS_ENCODER
-    values["decoder_norm"] = values["decoder_norm"] or ("batch" if timm else "instance")
     try:
         return M2SNetSettings(
             dim=dim, **values,
             pretrained_encoder=bool(trainer_cls.use_pretrained_encoder and not applies and timm),
-            lossnet_weight=float(trainer_cls.lossnet_weight), lossnet_slices=LOSSNET_SLICES_3D if dim == 3 else 1,
+            lossnet_weight=float(trainer_cls.lossnet_weight),
             lr_schedule=trainer_cls.lr_schedule, backbone_lr_factor=float(trainer_cls.backbone_lr_factor),
             recipe=applies, recipe_reason=why,
         )
@@ -257,8 +265,5 @@ def settings_for_planning(configuration: dict, num_input_channels: int, encoder:
     values = {"encoder": chosen, **plans_overrides(configuration)}
     if dim == 3:
         values["encoder"] = PLANS_ENCODER
-    timm = values["encoder"] != PLANS_ENCODER
-    values.setdefault("width", DECODER_WIDTH_2D if dim == 2 else DECODER_WIDTH_3D)
-    values["decoder_norm"] = values.get("decoder_norm") or ("batch" if timm else "instance")
-    return M2SNetSettings(dim=dim, **values, pretrained_encoder=timm, lossnet_weight=0.1 if lossnet else 0.0,
-                          lossnet_slices=LOSSNET_SLICES_3D if dim == 3 else 1)
+    return M2SNetSettings(dim=dim, **values, pretrained_encoder=values["encoder"] != PLANS_ENCODER,
+                          lossnet_weight=0.1 if lossnet else 0.0)

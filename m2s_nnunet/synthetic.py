@@ -10,11 +10,11 @@ The images are deterministic for a given seed. Held-back test cases go to ``imag
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], scale: int) -> np.ndarray:
@@ -71,9 +71,9 @@ def synthetic_ct_case(rng: np.random.Generator,
 
 
 def _write_dataset_json(folder: Path, channel_names: dict, num_training: int, file_ending: str, **extra) -> None:
-    content = {"channel_names": channel_names, "labels": {"background": 0, "lesion": 1},
-               "numTraining": num_training, "file_ending": file_ending, **extra}
-    (folder / "dataset.json").write_text(json.dumps(content, indent=2))
+    """``folder/dataset.json`` by nnU-Net's own writer; every generated dataset has one 'lesion' label."""
+    generate_dataset_json(str(folder), channel_names, {"background": 0, "lesion": 1}, num_training, file_ending,
+                          license="synthetic data, no restrictions", converted_by="m2s_nnunet.synthetic", **extra)
 
 
 def _prepare(raw_root: str | Path, dataset_id: int, name: str) -> Path:

@@ -26,13 +26,13 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from m2s_nnunet.envflags import HF_TRUE, env_flag, foreign_flag
 from m2s_nnunet.errors import UserError
 
 PRETRAINED_ENV = "M2S_NNUNET_PRETRAINED"
 ENCODER_WEIGHTS_ENV = "M2S_NNUNET_ENCODER_WEIGHTS"
 VGG16_WEIGHTS_ENV = "M2S_NNUNET_VGG16_WEIGHTS"
 WEIGHTS_DIR_ENV = "M2S_NNUNET_WEIGHTS_DIR"
-_FALSE = {"0", "false", "f", "no", "off"}
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
@@ -53,7 +53,7 @@ class WeightFile:
 
 def pretrained_enabled() -> bool:
     """False when the user opted out of pretrained encoder weights with ``M2S_NNUNET_PRETRAINED=0``."""
-    return os.environ.get(PRETRAINED_ENV, "1").strip().lower() not in _FALSE
+    return bool(env_flag(PRETRAINED_ENV, default=True))
 
 
 def _explicit(path: str | os.PathLike | None, env_var: str) -> WeightFile | None:
@@ -147,7 +147,7 @@ def _safetensors_ends(meta: object) -> list[int] | None:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "0").lower() in {"1", "true", "yes"} for v in ("HF_HUB_OFFLINE", "M2S_NNUNET_OFFLINE"))
+    return foreign_flag("HF_HUB_OFFLINE", HF_TRUE) or bool(env_flag("M2S_NNUNET_OFFLINE", default=False))
 
 
 _REACHABLE: dict[tuple[str, int], bool] = {}

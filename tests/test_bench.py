@@ -7,8 +7,8 @@ tested on a stand-in trainer with a fake clock.
 
 from __future__ import annotations
 
-import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,19 +126,20 @@ def test_equal_budget_help_and_dry_run(tmp_path):
     assert not (tmp_path / "work").exists()  # a dry run writes nothing
 
 
-def test_bench_cli_forwards_and_explains(capfd, monkeypatch, tmp_path):
-    import m2s_nnunet
-    from m2s_nnunet.bench_cli import add_bench_parser
-
-    parser = argparse.ArgumentParser(prog="m2s-nnunet")
-    add_bench_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", "profile", "--help"])
-    assert args.bench_args == ["--help"]
-    assert args.func(args) == 0
-    assert "usage: profile_step.py" in capfd.readouterr().out
-    monkeypatch.setattr(m2s_nnunet, "__file__", str(tmp_path / "site-packages" / "m2s_nnunet" / "__init__.py"))
-    with pytest.raises(FileNotFoundError, match="source checkout"):
-        args.func(args)
+def test_make_bench_runs_the_script_with_its_arguments():
+    """``make bench BENCH=NAME ARGS=...`` runs bench/NAME.py with this interpreter's environment; without a
+    known NAME it lists the scripts and exits 2."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = Path(sys.executable).parent.parent
+    make = ["make", "-s", "-C", str(REPO), f"VENV={venv}", "-o", f"{venv}/bin/m2s-nnunet", "bench"]
+    proc = subprocess.run([*make, "BENCH=profile_step", "ARGS=--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "usage: profile_step.py" in proc.stdout
+    for bench in ([], ["BENCH=nosuch"], ["BENCH=benchlib"]):
+        proc = subprocess.run([*make, *bench], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "usage: make bench BENCH=NAME" in proc.stderr
+        assert "accuracy bench_network bench_vs_unet equal_budget gpu_check profile_step speed_table" in proc.stderr
 
 
 def test_budget_stop_rule_and_schedule_horizon(monkeypatch):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from m2s_nnunet import cli_analysis
+from m2s_nnunet.cli import convert as convert_command
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES = {
@@ -38,7 +38,7 @@ def test_converted_subsets_pass_nnunet_integrity_check(tmp_path):
         Path(env[var]).mkdir()
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     parser = argparse.ArgumentParser()
-    cli_analysis.add_convert_parser(parser.add_subparsers())
+    convert_command.add_parser(parser.add_subparsers())
     for ds_id, (name, src, extra) in SOURCES.items():
         argv = [
             "convert",
@@ -57,7 +57,7 @@ def test_converted_subsets_pass_nnunet_integrity_check(tmp_path):
             *extra,
         ]
         args = parser.parse_args(argv)
-        assert args.func(args) == 0
+        assert convert_command.run(args) == 0
         ds = Path(env["nnUNet_raw"]) / f"Dataset{ds_id}_{name}"
         assert len(list((ds / "imagesTr").glob("*_0000.png"))) == N_CASES
     dj = json.loads((Path(env["nnUNet_raw"]) / "Dataset902_BUSI" / "dataset.json").read_text())

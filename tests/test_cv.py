@@ -6,7 +6,6 @@ where SLURM is not installed; CI installs it (``.ci/run``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -17,18 +16,11 @@ import pytest
 from nnunet_runner import make_env, run, write_two_fold_split
 from slurm_cluster import SlurmCluster, slurm_installed
 
-from m2s_nnunet.cv.cli import _extra_sbatch, add_cv_parser
 from m2s_nnunet.cv.grid import StudyError, TrainingTask, default_configurations, study_grid
 from m2s_nnunet.cv.jobs import FinalJob, TrainJob
 from m2s_nnunet.cv.study import ACTIVE, Study, format_status, queue_states, status
 
 SMOKE = ["M2SNetTrainer_smoke", "nnUNetTrainer_smoke"]
-
-
-def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_cv_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["cv", *argv])
 
 
 def _fake_done(results: Path, task: TrainingTask) -> None:
@@ -48,11 +40,6 @@ def test_grid_defaults_and_refusals():
         study_grid("Dataset501_X", ["3d_fullres"], ["M2SNetTrainer"], [0], "nnUNetPlans", ["2d"])
     with pytest.raises(StudyError, match="distinct"):
         study_grid("Dataset501_X", ["2d"], ["M2SNetTrainer"], [0, 0], "nnUNetPlans", ["2d"])
-    assert _extra_sbatch(["account=lab", "--qos=high"]) == {"account": "lab", "qos": "high"}
-    with pytest.raises(StudyError, match="expected KEY=VALUE"):
-        _extra_sbatch(["exclusive"])
-    args = _parse("501")
-    assert args.trainers == ["M2SNetTrainer", "nnUNetTrainer"] and args.folds == [0, 1, 2, 3, 4]
 
 
 def test_train_job_resumes_with_c_and_skips_finished_folds(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from m2s_nnunet.envflags import EnvFlagError
 from m2s_nnunet.losses import LossNet, structure_loss
 from m2s_nnunet.losses.lossnet import VGG16_BLOCKS
 
@@ -119,7 +120,7 @@ def test_cpu_bf16_lossnet_matches_fp32_and_is_opt_out(monkeypatch):
     monkeypatch.setenv(CPU_BF16_ENV, "1")
     assert cpu_bf16_wanted() is True
     monkeypatch.setenv(CPU_BF16_ENV, "sometimes")
-    with pytest.raises(ValueError, match="must be 'auto', '1' or '0'"):
+    with pytest.raises(EnvFlagError, match=f"{CPU_BF16_ENV}='sometimes' is neither yes nor no"):
         cpu_bf16_wanted()
 
 

@@ -294,3 +294,36 @@ def test_deep_supervision_variant_trains_and_predicts_single_output(rgb):
     run("nnUNetv2_predict", ["-i", str(rgb["raw"] / "imagesTs"), "-o", str(out), "-d", str(RGB_ID), "-c", "2d",
                              "-tr", trainer, "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"], rgb["env"])
     assert len(list(out.glob("*.png"))) == 2
+
+
+def test_polyp_paper_preset_plans_and_trains(rgb):
+    """The paper's polyp protocol applied to a dataset's fingerprint: 352x352, batch 16, Res2Net-50 pinned."""
+    env = rgb["env"]
+    proc = subprocess.run([sys.executable, "-m", "m2s_nnunet.cli", "plan", "-d", str(RGB_ID), "--preset", "polyp_paper",
+                           "--plans-name", "M2SNetPlans_polyp"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "M2SNetTrainer_50epochs" in proc.stdout  # the trainer the protocol was written for
+    plans_file = Path(env["nnUNet_preprocessed"]) / rgb["name"] / "M2SNetPlans_polyp.json"
+    config = json.loads(plans_file.read_text())["configurations"]["2d"]
+    assert (config["patch_size"], config["batch_size"]) == ([352, 352], 16)
+    assert config["m2snet"]["encoder"] == "res2net50d" and config["m2snet"]["preset"] == "polyp_paper"
+    proc = run("nnUNetv2_train", [str(RGB_ID), "2d", "0", "-tr", SMOKE, "-p", "M2SNetPlans_polyp", "-device", "cpu"],
+               env)
+    assert "encoder res2net50d" in proc.stdout
+    model = _model_dir(env, rgb["name"], SMOKE, plans="M2SNetPlans_polyp")
+    assert (model / "fold_0" / "validation" / "summary.json").is_file()
+
+
+def test_ct_3d_preset_plans_and_trains(ct):
+    """The 3D CT preset: the plans encoder with the refinement path, sized for 11 GB."""
+    env = ct["env"]
+    proc = subprocess.run([sys.executable, "-m", "m2s_nnunet.cli", "plan", "-d", str(CT_ID), "--preset", "ct_3d",
+                           "--plans-name", "M2SNetPlans_ct"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    plans = json.loads((Path(env["nnUNet_preprocessed"]) / ct["name"] / "M2SNetPlans_ct.json").read_text())
+    block = plans["configurations"]["3d_fullres"]["m2snet"]
+    assert block["refine"] is True and block["memory_model"]["gpu_memory_target_gb"] == 11
+    assert "preset" not in plans["configurations"]["2d"]["m2snet"]  # configurations it does not name: as usual
+    proc = run("nnUNetv2_train", [str(CT_ID), "3d_fullres", "0", "-tr", SMOKE, "-p", "M2SNetPlans_ct", "-device",
+                                  "cpu"], env)
+    assert "refinement path True" in proc.stdout

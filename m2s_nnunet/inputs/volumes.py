@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from m2s_nnunet.errors import UserError
+from m2s_nnunet.inputs.endings import is_nifti
 
 REEXPORT = "re-export or re-download the file (or remove the case)"
 _CHUNK = 1 << 20
@@ -91,7 +92,7 @@ def read_volume(path: str | Path):
     import SimpleITK as sitk
 
     path = Path(path)
-    if _is_nifti(path):
+    if is_nifti(path):
         check_nifti_complete(path)
     elif path.stat().st_size == 0:
         raise UserError("empty file (0 bytes)", path, REEXPORT)
@@ -102,16 +103,12 @@ def read_volume(path: str | Path):
         raise UserError(f"cannot be read as an image volume ({first})", path, REEXPORT) from err
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
-
-
 def _nonfinite_count(image, path: Path) -> int:
     """NaN/inf voxels as stored in the file. SimpleITK's NIfTI reader turns them into 0, so NIfTI files are
     read again with nibabel (float files only: integer voxels cannot be NaN)."""
     import SimpleITK as sitk
 
-    if _is_nifti(path):
+    if is_nifti(path):
         with _nibabel_image(path) as nifti:
             proxy = nifti.dataobj
             if np.dtype(proxy.dtype).kind != "f":
@@ -128,7 +125,7 @@ def finite_array(image, path: str | Path) -> np.ndarray:
 
     path = Path(path)
     arr = sitk.GetArrayFromImage(image)
-    if arr.dtype.kind == "f" or _is_nifti(path):
+    if arr.dtype.kind == "f" or is_nifti(path):
         bad = _nonfinite_count(image, path)
         if bad:
             raise UserError(

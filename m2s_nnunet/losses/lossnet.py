@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2s_nnunet.envflags import env_flag
 from m2s_nnunet.weights import load_pretrained_into, read_state_dict, resolve_vgg16_weights
 
 # VGG16 `features` cut after relu1_2, relu2_2, relu3_3 and relu4_3.
@@ -22,13 +23,9 @@ CPU_BF16_ENV = "M2S_NNUNET_LOSSNET_BF16"
 def cpu_bf16_wanted() -> bool:
     """Whether LossNet runs under CPU bf16 autocast: ``M2S_NNUNET_LOSSNET_BF16``, or on "auto" whether oneDNN
     computes bf16 natively here (emulated bf16 on other CPUs is slower than fp32)."""
-    value = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
-    if value in ("0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value != "auto":
-        raise ValueError(f"{CPU_BF16_ENV} must be 'auto', '1' or '0', got '{value}'")
+    wanted = env_flag(CPU_BF16_ENV, default=None)
+    if wanted is not None:
+        return wanted
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

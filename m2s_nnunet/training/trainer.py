@@ -6,8 +6,6 @@ nnU-Net's own. Variants are small subclasses that change class attributes (see `
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -17,6 +15,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 from torch._dynamo import OptimizedModule
 
+from m2s_nnunet.envflags import NNUNET_TRUE, foreign_flag
 from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network.from_plans import build_m2snet
 from m2s_nnunet.settings import (
@@ -217,7 +216,7 @@ class M2SNetTrainer(nnUNetTrainer):
     def _do_i_compile(self) -> bool:
         # torch.compile is opt-in for M2SNet (nnU-Net enables it by default on CUDA): it has not been
         # validated on this network yet. Set nnUNet_compile=true to try it.
-        if os.environ.get("nnUNet_compile", "").lower() not in ("true", "1", "t"):
+        if not foreign_flag("nnUNet_compile", NNUNET_TRUE):
             return False
         return super()._do_i_compile()
 

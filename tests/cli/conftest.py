@@ -1,0 +1,3 @@
+"""Fixtures the command tests share with the library tests."""
+
+from fake_results import results  # noqa: F401 - a fake nnUNet_results tree (Dataset777_Fake, one fold missing)

@@ -1,0 +1,2 @@
+"""Tests of ``m2s_nnunet.evaluation``, one module per source module (a package, so that names such as
+``test_report`` can repeat in ``tests/summary``)."""
