@@ -1,31 +1,32 @@
-"""M2SNetSettings: derived once from trainer class + plans, round-trips through JSON and the plans block."""
+"""M2SNetSettings: derived once from trainer class + plans, round-trips through JSON and the plans block; where
+the from-scratch recipe applies and what it sets."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
+from fake_plans import plans_config as _config
 
 from m2s_nnunet.settings import (
     PLANS_KEY,
     SCHEMA_VERSION,
+    SCRATCH_RECIPE,
     M2SNetSettings,
     SettingsError,
     plans_entry,
+    recipe_applies,
     settings_for,
     settings_for_planning,
     with_plans_entry,
 )
-from m2s_nnunet.training import M2SNetTrainer, M2SNetTrainer_scratch, M2SNetTrainer_scratch_LossNet
-
-PLANS = json.loads((Path(__file__).parent / "data" / "tiny_plans" / "nnUNetPlans.json").read_text())
-
-
-def _config(name: str) -> dict:
-    return copy.deepcopy(PLANS["configurations"][name])
+from m2s_nnunet.training import (
+    M2SNetTrainer,
+    M2SNetTrainer_DS,
+    M2SNetTrainer_scratch,
+    M2SNetTrainer_scratch_LossNet,
+)
 
 
 @pytest.mark.parametrize("cls,config,channels", [
@@ -83,3 +84,59 @@ def test_settings_are_frozen_and_hashable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.width = 8  # type: ignore[misc]
     assert settings.replace(width=8).width == 8 and settings.width == 32
+
+
+def test_recipe_applies_exactly_where_imagenet_weights_do_not():
+    assert recipe_applies(2, 3, True)[0] is False
+    assert recipe_applies(3, 3, True) == (True, "3D configuration (no ImageNet weights exist for 3D encoders)")
+    assert recipe_applies(2, 1, True)[0] and "1-channel" in recipe_applies(2, 1, True)[1]
+    assert recipe_applies(2, 4, True)[0]
+    assert recipe_applies(2, 3, False) == (True, "this variant trains from scratch")
+
+
+def test_paper_model_on_2d_rgb_is_unchanged():
+    s = settings_for(M2SNetTrainer, _config("2d"), 3)
+    assert (s.encoder, s.refine, s.side_heads, s.optimizer_recipe, s.seg_loss, s.recipe) == (
+        "res2net50d", False, False, "paper", "dice_ce", False)
+
+
+RECIPE_KEYS = {"encoder_name": "encoder", "refine": "refine", "use_side_heads": "side_heads",
+               "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss"}
+
+
+@pytest.mark.parametrize("cls,config,channels", [
+    (M2SNetTrainer_scratch, "2d", 3),  # the scratch variant everywhere
+    (M2SNetTrainer_scratch, "3d_fullres", 1),
+    (M2SNetTrainer, "2d", 1),  # grey input
+    (M2SNetTrainer, "3d_fullres", 1),  # 3D
+    (M2SNetTrainer_DS, "3d_fullres", 1),
+])
+def test_from_scratch_paths_train_the_recipe(cls, config, channels):
+    assert set(SCRATCH_RECIPE) == set(RECIPE_KEYS)
+    s = settings_for(cls, _config(config), channels)
+    for name, value in SCRATCH_RECIPE.items():
+        assert getattr(s, RECIPE_KEYS[name]) == value, name
+    assert s.recipe == (cls is not M2SNetTrainer_scratch)  # the scratch class states the recipe itself
+
+
+def test_plans_entry_overrides_network_settings_and_rejects_unknown_keys():
+    # "refine": true is also how a model trained with 0.2.0's recipe (refinement path on) is rebuilt
+    s = settings_for(M2SNetTrainer_scratch, _config("2d", {"refine": True, "encoder_blocks": 1,
+                                                               "memory_model": {"encoder": "x"}}), 3)
+    assert s.refine is True and s.encoder_blocks == 1 and not hasattr(s, "memory_model")
+    assert settings_for(M2SNetTrainer_scratch, _config("2d"), 3).refine is False
+    with pytest.raises(ValueError, match="unknown key.*'lossnet'"):
+        settings_for(M2SNetTrainer, _config("2d", {"lossnet": 0}), 3)
+
+
+def test_bad_class_settings_are_refused():
+    class BadLoss(M2SNetTrainer):
+        seg_loss = "focal"
+
+    class BadRecipe(M2SNetTrainer):
+        scratch_recipe = {"lossnet_weight": 0}  # the loss is never the recipe's to change
+
+    with pytest.raises(ValueError, match="seg_loss must be one of"):
+        settings_for(BadLoss, _config("2d"), 3)
+    with pytest.raises(ValueError, match="unknown key"):
+        settings_for(BadRecipe, _config("3d_fullres"), 1)

@@ -1,53 +1,15 @@
-"""3D M2SNet with nnU-Net's residual encoder built from plans: shapes, gradients, anisotropy, DS scales."""
+"""The plans encoder (nnU-Net's residual encoder from plans): level strides, anisotropy, level mapping,
+the refinement stages it offers, depth and norm overrides."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from fake_plans import ANISOTROPIC, ISOTROPIC, build
+from fake_plans import arch_kwargs as _arch
 
 from m2s_nnunet.network import M2SNet
-from m2s_nnunet.network.from_plans import build_m2snet
 from m2s_nnunet.network.plans_encoder import PlansEncoder, level_indices
-from m2s_nnunet.settings import M2SNetSettings
-
-
-def build(config: dict, in_channels: int, classes: int, encoder: str = "plans", deep_supervision: bool = False,
-          **values) -> M2SNet:
-    """The one builder with settings as the trainer derives them (3D always builds the plans encoder)."""
-    dim = len(config["patch_size"])
-    encoder = "plans" if dim == 3 else encoder
-    values.setdefault("decoder_norm", "instance" if encoder == "plans" else "batch")
-    return build_m2snet(M2SNetSettings(dim=dim, encoder=encoder, **values), config, in_channels, classes,
-                        deep_supervision)
-
-
-def _arch(strides, features=(16, 32, 48, 64, 80), dim=3):
-    conv = "torch.nn.modules.conv.Conv3d" if dim == 3 else "torch.nn.modules.conv.Conv2d"
-    norm = f"torch.nn.modules.instancenorm.InstanceNorm{dim}d"
-    return {"n_stages": len(strides), "features_per_stage": list(features[: len(strides)]), "conv_op": conv,
-            "kernel_sizes": [[3] * dim] * len(strides), "strides": strides, "conv_bias": True, "norm_op": norm,
-            "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True}}
-
-
-ISOTROPIC = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
-ANISOTROPIC = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]  # thick slices: no early z pooling
-
-
-@pytest.mark.parametrize("strides,patch", [(ISOTROPIC, (32, 32, 32)), (ANISOTROPIC, (32, 64, 64))])
-def test_3d_shapes_and_gradients(strides, patch):
-    torch.manual_seed(0)
-    config = {"patch_size": list(patch), "architecture": {"arch_kwargs": _arch(strides)}}
-    net = build(config, 1, 3, encoder="res2net50d", width=16, side_heads=True, deep_supervision=True)
-    assert net.dim == 3 and isinstance(net.encoder, PlansEncoder)
-    outputs = net(torch.randn(2, 1, *patch))
-    expected = [patch] + [tuple(round(p * f) for p, f in zip(patch, s)) for s in net.side_head_scales]
-    assert [tuple(o.shape[2:]) for o in outputs] == expected
-    assert all(o.shape[:2] == (2, 3) for o in outputs)
-    sum(o.pow(2).mean() for o in outputs).backward()
-    for name, p in net.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {name}"
-    assert not any(b.requires_grad for b in net.buffers())
 
 
 def test_anisotropic_level_strides_and_ds_scales():
@@ -110,40 +72,6 @@ def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
         default.load_state_dict(net.state_dict())
     with pytest.raises(ValueError, match="plans encoder only"):
         build({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="deeper")
-
-
-def test_2d_plans_encoder_option():
-    strides = [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2], [2, 2]]
-    config = {"patch_size": [64, 64], "architecture": {"arch_kwargs": _arch(strides, (8, 16, 24, 32, 40, 48), 2)}}
-    net = build(config, 3, 2, encoder="plans", width=16)
-    assert net.dim == 2 and isinstance(net.encoder, PlansEncoder)
-    with torch.no_grad():
-        assert net(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
-
-
-def test_patch_smaller_than_stride_is_refused():
-    config = {"patch_size": [8, 16, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC)}}
-    with pytest.raises(ValueError, match="smaller than M2SNet's minimum input"):
-        build(config, 1, 2, encoder="res2net50d")
-
-
-def test_lossnet_term_uses_slices_of_3d_patches():
-    from m2s_nnunet.losses import LossNet
-    from m2s_nnunet.training.loss import SegmentationPlusLossNet
-
-    seen = []
-
-    class Recorder(LossNet):
-        def forward(self, pred, target):
-            seen.append(pred.shape)
-            return super().forward(pred, target)
-
-    loss = SegmentationPlusLossNet(lambda o, t: o.mean() * 0, Recorder(pretrained=False, size=32), 0.1)
-    logits = torch.randn(2, 3, 10, 32, 32, requires_grad=True)
-    target = torch.randint(0, 3, (2, 1, 10, 32, 32))
-    loss(logits, target).backward()
-    assert seen == [torch.Size([8, 2, 32, 32])]  # 2 volumes x 4 slices, 2 foreground classes
-    assert logits.grad.abs().sum() > 0
 
 
 def test_refinement_path_uses_the_finer_plans_stages():
