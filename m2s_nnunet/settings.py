@@ -260,8 +260,8 @@ def settings_for_planning(configuration: dict, num_input_channels: int, encoder:
     dim = len(configuration["patch_size"])
     if encoder is not None and dim == 2:
         chosen = encoder
-    else:
-        chosen = DEFAULT_ENCODER if dim == 2 and num_input_channels == 3 else PLANS_ENCODER
+    else:  # the paper's encoder where ImageNet weights apply, the recipe's elsewhere (one rule: recipe_applies)
+        chosen = PLANS_ENCODER if recipe_applies(dim, num_input_channels, True)[0] else DEFAULT_ENCODER
     values = {"encoder": chosen, **plans_overrides(configuration)}
     if dim == 3:
         values["encoder"] = PLANS_ENCODER
