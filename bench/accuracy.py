@@ -329,6 +329,12 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
     return "\n".join(lines)
 
 
+def recorded_arguments(args: argparse.Namespace) -> dict[str, str]:
+    """The arguments as the JSON report records them: paths by name only, since result files get committed
+    (``bench/results/``) and a local folder means nothing on another machine."""
+    return {k: v.name if isinstance(v, Path) else str(v) for k, v in vars(args).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     spec = DATASETS[args.dataset]
@@ -369,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
     from benchlib import write_report
 
-    write_report(md, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, args.out, args.json)
+    write_report(md, {"args": recorded_arguments(args), "results": results}, args.out, args.json)
     return 0
 
 

@@ -221,6 +221,19 @@ def test_accuracy_table_pairs_cases_and_shows_replicates(monkeypatch):
     assert "0.000488" in row  # Wilcoxon p of 12 positive differences (two-sided, exact)
 
 
+def test_accuracy_report_records_paths_by_name_only(monkeypatch, tmp_path):
+    """The --json report is committed to bench/results/: no local folder may leak into it."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import accuracy
+
+    args = accuracy.parse_args(["covid", "--work-dir", str(tmp_path / "private" / "work"),
+                                "--json", str(tmp_path / "private" / "covid.json")])
+    recorded = accuracy.recorded_arguments(args)
+    assert recorded["work_dir"] == "work" and recorded["json"] == "covid.json"
+    assert recorded["out"] == "None" and recorded["epochs"] == "3"
+    assert str(tmp_path) not in json.dumps(recorded)
+
+
 def test_schedule_mixin_reads_the_schedule_and_seed(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCH / "trainers"))
     import accuracy_trainers as at
