@@ -17,6 +17,8 @@ _NORM = {
     "instance": {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
 }
 _AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
+# norms the fixed filters compute on one channel (exact types: a SyncBatchNorm keeps the plain path)
+_ONE_CHANNEL_NORMS = (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 _CONV_FN = {2: F.conv2d, 3: F.conv3d}
 
 
@@ -63,9 +65,12 @@ class FixedAllOnesFilter(nn.Module):
 
     The all-ones kernel is a non-persistent buffer: it moves with ``.to()``, is never seen by an optimizer
     and stays out of checkpoints (it is a constant). Because all weights are 1, every output channel equals the
-    sum over input channels of a box filter, so the fast path computes *one* channel-sum box filter and
-    broadcasts it, instead of a dense C x C x k x k convolution (``fast_path=False`` runs the plain
-    convolution; both agree to float tolerance).
+    sum over input channels of a box filter, so the fast path computes *one* channel-sum box filter instead of
+    a dense C x C x k x k convolution (``fast_path=False`` runs the plain convolution; both agree to float
+    tolerance). The fast path also normalises that one channel: C identical channels have identical
+    BatchNorm/InstanceNorm statistics, so only the per-channel affine step needs C channels. This halves the
+    element-wise work of a subtraction unit and leaves results, running statistics and checkpoints as the
+    plain path has them.
     """
 
     def __init__(self, channels: int, kernel_size: int, dim: int = 2, fast_path: bool = True,
@@ -84,18 +89,54 @@ class FixedAllOnesFilter(nn.Module):
 
     def box_filter(self, x: torch.Tensor) -> torch.Tensor:
         """The pre-normalisation response of the all-ones convolution, shape (B, C, *spatial)."""
-        k = self.kernel_size
         if not self.fast_path:
+            k = self.kernel_size
             return _CONV_FN[self.dim](x, self.weight.to(x.dtype), padding=k // 2)
+        box = self.channel_sum_box(x)
+        return box.expand(-1, self.channels, *box.shape[2:])
+
+    def channel_sum_box(self, x: torch.Tensor) -> torch.Tensor:
+        """The one distinct channel of the all-ones convolution's response, shape (B, 1, *spatial)."""
+        k = self.kernel_size
         # Zero-pad explicitly (avg_pool3d refuses inputs smaller than its kernel even when padded): the mean
         # over each k^dim window times k^dim is the zero-padded box sum the all-ones convolution computes.
         channel_sum = F.pad(x.sum(dim=1, keepdim=True), [k // 2] * (2 * self.dim))
-        box = _AVG_POOL[self.dim](channel_sum, k, stride=1)
-        box = box * float(k**self.dim)
-        return box.expand(-1, self.channels, *box.shape[2:])
+        return _AVG_POOL[self.dim](channel_sum, k, stride=1) * float(k**self.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast_path and type(self.norm) in _ONE_CHANNEL_NORMS and self.norm.weight is not None:
+            return self.act(self._normalise_one_channel(self.channel_sum_box(x)))
+        # plain path; also any other norm module, e.g. the SyncBatchNorm nnU-Net swaps in for multi-GPU training
         return self.act(self.norm(self.box_filter(x)))
+
+    def _normalise_one_channel(self, box: torch.Tensor) -> torch.Tensor:
+        """``self.norm`` applied to ``box`` broadcast to C channels, computed on the one channel it has."""
+        norm = self.norm
+        shape = (1, -1) + (1,) * self.dim
+        weight, bias = norm.weight.to(box.dtype).view(shape), norm.bias.to(box.dtype).view(shape)
+        if isinstance(norm, nn.modules.instancenorm._InstanceNorm) and not norm.track_running_stats:
+            return F.instance_norm(box, eps=norm.eps) * weight + bias
+        if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or (
+                not norm.training and norm.running_mean is None):
+            return norm(box.expand(-1, self.channels, *box.shape[2:]))
+        if not norm.training:  # running statistics: one affine map per channel
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            shift = norm.bias - norm.running_mean * scale
+            return box * scale.to(box.dtype).view(shape) + shift.to(box.dtype).view(shape)
+        momentum = norm.momentum if norm.momentum is not None else 0.0
+        running_mean = running_var = None
+        if norm.track_running_stats:  # as nn.BatchNorm does; every channel's statistics are channel 0's
+            norm.num_batches_tracked.add_(1)
+            if norm.momentum is None:
+                momentum = 1.0 / float(norm.num_batches_tracked)
+            # copies: batch_norm keeps its running-statistics arguments for backward, so they must not change
+            running_mean, running_var = norm.running_mean[:1].clone(), norm.running_var[:1].clone()
+        normalised = F.batch_norm(box, running_mean, running_var, None, None, True, momentum, norm.eps)
+        if running_mean is not None:
+            with torch.no_grad():
+                norm.running_mean.copy_(running_mean.expand_as(norm.running_mean))
+                norm.running_var.copy_(running_var.expand_as(norm.running_var))
+        return normalised * weight + bias
 
 
 class MultiScaleFilters(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from m2s_nnunet.network.blocks import FixedAllOnesFilter, MultiScaleFilters
 
@@ -23,3 +24,48 @@ def test_multi_scale_filters_3d_shapes():
     filters = MultiScaleFilters(8, dim=3)
     x = torch.randn(1, 8, 6, 10, 12)
     assert filters.f3(x).shape == x.shape and filters.f5(x).shape == x.shape
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_one_channel_normalisation_matches_the_plain_path(norm, dim):
+    """The fast path normalises one channel: outputs, gradients and running statistics equal the plain path's."""
+    torch.manual_seed(0)
+    fast = FixedAllOnesFilter(8, 3, dim, fast_path=True, norm=norm).double()
+    plain = FixedAllOnesFilter(8, 3, dim, fast_path=False, norm=norm).double()
+    with torch.no_grad():  # distinct per-channel affine parameters, so a mix-up of channels would show
+        fast.norm.weight.copy_(torch.linspace(0.5, 2.0, 8, dtype=torch.float64))
+        fast.norm.bias.copy_(torch.linspace(-1.0, 1.0, 8, dtype=torch.float64))
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 8, *([7] * dim), dtype=torch.float64)
+    for _ in range(2):  # two steps: the running statistics' update is compounded
+        x_fast, x_plain = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_fast, out_plain = fast(x_fast), plain(x_plain)
+        torch.testing.assert_close(out_fast, out_plain, rtol=1e-10, atol=1e-10)
+        grad = torch.randn_like(out_fast)
+        out_fast.backward(grad)
+        out_plain.backward(grad)
+        torch.testing.assert_close(x_fast.grad, x_plain.grad, rtol=1e-9, atol=1e-9)
+        for name in ("weight", "bias"):
+            torch.testing.assert_close(getattr(fast.norm, name).grad, getattr(plain.norm, name).grad,
+                                       rtol=1e-9, atol=1e-9)
+        x = x * 1.5 + 0.3
+    for key, value in plain.state_dict().items():  # running mean/var and num_batches_tracked (BatchNorm)
+        torch.testing.assert_close(fast.state_dict()[key], value, rtol=1e-12, atol=1e-12)
+    fast.eval()
+    plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-10)
+
+
+def test_other_norm_modules_keep_the_plain_path():
+    """A norm the one-channel path does not know (nnU-Net swaps in SyncBatchNorm for DDP) sees C channels."""
+    class OtherBatchNorm(nn.BatchNorm2d):  # like SyncBatchNorm: a BatchNorm, but not the type the fast path knows
+        pass
+
+    fixed = FixedAllOnesFilter(4, 3, 2)
+    seen = []
+    fixed.norm = OtherBatchNorm(4)
+    fixed.norm.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    fixed(torch.randn(2, 4, 8, 8))
+    assert seen == [torch.Size([2, 4, 8, 8])]
