@@ -11,8 +11,9 @@ the training step: forward, loss, backward, clipping, SGD):
   maps upsampled to 224 before VGG16);
 * 3D thick-slice CT (5 x 0.8 x 0.8 mm, 40x128x128 voxels: patch 40x128x128, 6 stages), batch 1, and MSD
   Hippocampus (1 mm, 36x50x35: patch 40x56x40, 4 stages), batch 2: ``M2SNetTrainer`` in 3D (the from-scratch
-  recipe + 0.1 LossNet on slices) and, for Hippocampus, the opt-in ``level_mapping: "deeper"`` (X2 below
-  full resolution);
+  recipe + 0.1 LossNet on slices; with 4-stage plans its ``level_mapping: "deeper"`` keeps X2 below the
+  full resolution) and, for Hippocampus, the same with ``"last4"`` (X2 on the full-resolution stage,
+  the recipe's mapping until 0.5.0);
 * inference at 128x128 inside nnU-Net's predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
   Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet, M2SNet on the plans encoder.
 
@@ -57,6 +58,7 @@ from benchlib import (
 from torch import nn
 
 from m2s_nnunet.losses import LossNet
+from m2s_nnunet.settings import SCRATCH_RECIPE
 from m2s_nnunet.training import M2SNetTrainer
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
@@ -106,7 +108,8 @@ def _trainer(name: str, **attrs) -> str:
 PAPER = _trainer("SpeedTable_M2SNet_paper", scratch_recipe=None)  # Res2Net-50, 2D, as published
 PAPER_NO_LOSSNET = _trainer("SpeedTable_M2SNet_paper_noLossNet", scratch_recipe=None, lossnet_weight=0.0)
 DEFAULT_3D = "M2SNetTrainer"  # 3D: the from-scratch recipe + 0.1 LossNet on slices
-DEEPER_3D = _trainer("SpeedTable_M2SNet_deeper", level_mapping="deeper")  # the opt-in 3D level mapping
+# the recipe with the full-resolution pyramid of 4-stage plans (the recipe's mapping until 0.5.0)
+LAST4_3D = _trainer("SpeedTable_M2SNet_last4", scratch_recipe={**SCRATCH_RECIPE, "level_mapping": "last4"})
 
 
 def activation_bytes(case: TrainCase) -> int:
@@ -270,14 +273,14 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                 rows.append([f"{label}: M2SNet + 0.3.0's LossNet (maps upsampled to 224) / U-Net",
                              unet / t[f"tr_{PAPER}_upsampled"]["step_s"], None])
         for key in [k for k in ("3d_ct", "3d_hippo") if k in args.cases]:
-            trainers = [DEFAULT_3D, DEEPER_3D] if key == "3d_hippo" else [DEFAULT_3D]
+            trainers = [DEFAULT_3D, LAST4_3D] if key == "3d_hippo" else [DEFAULT_3D]
             s = setup(key)
             t = time_steps(train_cases(s, trainers, compile_=args.compile, channels_last=args.channels_last),
                            device, w, r, args.compile, args.profile)
             data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
             label = f"3D {'x'.join(map(str, s.patch))}, batch {s.batch}"
             for trainer in trainers:
-                what = ("M2SNetTrainer with level_mapping 'deeper'" if trainer == DEEPER_3D
+                what = ("M2SNetTrainer with level_mapping 'last4'" if trainer == LAST4_3D
                         else "M2SNetTrainer (recipe + LossNet)")
                 m = t[f"tr_{trainer}"]
                 rows.append([f"{label}: {what} / U-Net", t["unet"]["step_s"] / m["step_s"],

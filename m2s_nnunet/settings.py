@@ -40,6 +40,8 @@ SEG_LOSSES = ("dice_ce", "structure")
 LR_SCHEDULES = ("triangular", "poly")
 NORMS = ("batch", "instance")
 LEVEL_MAPPINGS = ("last4", "deeper")
+# refine = "auto": the refinement path exactly where "deeper" moved the pyramid off the full-resolution stage
+REFINE_AUTO = "auto"
 
 # Keys a plans' m2snet block may set (they override the trainer variant's), and what the planner records.
 PLANS_OVERRIDES = ("encoder", "width", "refine", "decoder_norm", "encoder_norm", "encoder_blocks", "level_mapping")
@@ -49,12 +51,16 @@ PLANS_RECORDS = ("memory_model", "preset")
 # (screened on Kvasir-SEG fold-0 validation; the best two rows confirmed on polyp, ultrasound, CT slices and
 # 3D MRI against nnU-Net's U-Net). The refinement path gained nothing beyond the replicate noise on the
 # rule's validation data and costs 27 % more per step, so it is off (a plans' m2snet block can turn it on).
+# With 4-stage plans (rule 4 of RESULTS 6.7) the pyramid goes one stage down ("deeper") and one refinement
+# step brings the decoder back to the full-resolution stage: in the same training minutes this beat the
+# full-resolution pyramid, which is 2.4x slower per step there. Other plans: no change.
 SCRATCH_RECIPE: dict[str, object] = {
     "encoder_name": PLANS_ENCODER,  # nnU-Net's residual encoder built from the plans, InstanceNorm
-    "refine": False,  # no full-resolution refinement path: no measured gain, 0.78x throughput
+    "refine": REFINE_AUTO,  # only where "deeper" moved the pyramid (4-stage plans); elsewhere off: no gain
     "use_side_heads": True,  # deep supervision through the O2..O4 side heads
     "optimizer_recipe": "paper",  # SGD 0.9, lr 0.05 (the whole network: no pretrained part), triangular
     "seg_loss": "dice_ce",
+    "level_mapping": "deeper",  # plans encoder, 4-stage plans only: X2 below the full resolution
 }
 # trainer class attribute -> settings field, for the attributes the recipe and the plans may replace
 _CLASS_ATTRIBUTES = {"encoder_name": "encoder", "refine": "refine", "decoder_norm": "decoder_norm",
@@ -208,6 +214,24 @@ def with_plans_entry(configuration: dict, **entries: Any) -> dict:
 
 
 # ---- deriving the settings ----------------------------------------------------------------------------
+def deeper_moves_pyramid(n_stages: int) -> bool:
+    """Whether ``level_mapping`` "deeper" differs from "last4": only 4-stage plans put X2 on the
+    full-resolution stage (``plans_encoder.level_indices``)."""
+    return n_stages == 4
+
+
+def resolve_refine(refine: object, encoder: str, level_mapping: str, configuration: dict) -> bool:
+    """``refine`` as a bool: ``REFINE_AUTO`` is on where the "deeper" mapping moved the pyramid off the
+    full-resolution stage of the plans encoder, off elsewhere."""
+    if isinstance(refine, bool):
+        return refine
+    if refine != REFINE_AUTO:
+        raise SettingsError(f"refine must be true, false or \"{REFINE_AUTO}\", got {refine!r}")
+    n_stages = ((configuration.get("architecture") or {}).get("arch_kwargs") or {}).get("n_stages")
+    return bool(encoder == PLANS_ENCODER and level_mapping == "deeper" and n_stages is not None
+                and deeper_moves_pyramid(int(n_stages)))
+
+
 def recipe_applies(dim: int, num_input_channels: int, use_pretrained_encoder: bool) -> tuple[bool, str]:
     """Whether the from-scratch recipe replaces the paper's settings, and why (for the training log)."""
     if not use_pretrained_encoder:
@@ -234,11 +258,15 @@ def settings_for(trainer_cls: type, configuration: dict, num_input_channels: int
         if applies:
             values.update({_CLASS_ATTRIBUTES[k]: v for k, v in recipe.items()})
     values["width"] = trainer_cls.decoder_width if dim == 2 else trainer_cls.decoder_width_3d
-    values.update(plans_overrides(configuration))
+    overrides = plans_overrides(configuration)
+    values.update(overrides)
     if dim == 3 and values["encoder"] != PLANS_ENCODER:
         values["encoder"] = PLANS_ENCODER  # 3D always builds the plans encoder (a variant's timm name is 2D-only)
     timm = values["encoder"] != PLANS_ENCODER
+    if timm and "level_mapping" not in overrides:
+        values["level_mapping"] = "last4"  # the recipe's mapping is for the plans encoder (a timm one has none)
     try:
+        values["refine"] = resolve_refine(values["refine"], values["encoder"], values["level_mapping"], configuration)
         return M2SNetSettings(
             dim=dim, **values,
             pretrained_encoder=bool(trainer_cls.use_pretrained_encoder and not applies and timm),
@@ -265,5 +293,10 @@ def settings_for_planning(configuration: dict, num_input_channels: int, encoder:
     values = {"encoder": chosen, **plans_overrides(configuration)}
     if dim == 3:
         values["encoder"] = PLANS_ENCODER
+    if values["encoder"] == PLANS_ENCODER:  # the recipe's level mapping and refinement, unless the plans set them
+        values.setdefault("level_mapping", SCRATCH_RECIPE["level_mapping"])
+        values.setdefault("refine", SCRATCH_RECIPE["refine"])
+    values["refine"] = resolve_refine(values.get("refine", False), values["encoder"],
+                                      values.get("level_mapping", "last4"), configuration)
     return M2SNetSettings(dim=dim, **values, pretrained_encoder=values["encoder"] != PLANS_ENCODER,
                           lossnet_weight=0.1 if lossnet else 0.0)

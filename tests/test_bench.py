@@ -69,12 +69,12 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     out = run_script("speed_table.py", "--device", "cpu", "--quick", "--cases", "3d_hippo", "predictor",
                      "--json", str(tmp_path / "s.json"), timeout=600)
     assert "3D 40x56x40, batch 2: M2SNetTrainer (recipe + LossNet) / U-Net" in out
-    assert "3D 40x56x40, batch 2: M2SNetTrainer with level_mapping 'deeper' / U-Net" in out
+    assert "3D 40x56x40, batch 2: M2SNetTrainer with level_mapping 'last4' / U-Net" in out
     data = json.loads((tmp_path / "s.json").read_text())
     steps = data["3d_hippo"]["steps"]
-    assert set(steps) == {"unet", "tr_M2SNetTrainer", "tr_SpeedTable_M2SNet_deeper"}
-    # the deeper mapping keeps the pyramid off the full resolution: far fewer saved activations
-    assert steps["tr_SpeedTable_M2SNet_deeper"]["activation_mib"] < 0.5 * steps["tr_M2SNetTrainer"]["activation_mib"]
+    assert set(steps) == {"unet", "tr_M2SNetTrainer", "tr_SpeedTable_M2SNet_last4"}
+    # the recipe's deeper mapping keeps the pyramid off the full resolution: far fewer saved activations
+    assert steps["tr_M2SNetTrainer"]["activation_mib"] < 0.5 * steps["tr_SpeedTable_M2SNet_last4"]["activation_mib"]
     assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
     # inside nnU-Net's predictor (random BatchNorm statistics calibrated, or fp16 logits overflow)
     assert set(data["predictor_128"]) == {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder"}

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from fake_plans import ISOTROPIC, arch_kwargs
 from fake_plans import plans_config as _config
 
 from m2s_nnunet.settings import (
@@ -56,6 +57,43 @@ def test_the_2d_3d_rules_live_in_the_settings():
     assert settings_for_planning(_config("3d_fullres"), 1, encoder="resnet18").encoder == "plans"
 
 
+def test_the_recipes_level_mapping_applies_to_the_plans_encoder_only():
+    """Rule 4 of bench/RESULTS.md 6.7: the recipe's pyramid goes one stage down where the plans have 4 stages."""
+    assert settings_for(M2SNetTrainer, _config("3d_fullres"), 1).level_mapping == "deeper"
+    assert settings_for(M2SNetTrainer, _config("2d"), 3).level_mapping == "last4"  # the paper's model
+    # a timm encoder pinned in the plans has no level mapping to take: no error, the paper's mapping
+    pinned = settings_for(M2SNetTrainer, _config("2d", {"encoder": "resnet18"}), 1)
+    assert pinned.recipe and pinned.encoder == "resnet18" and pinned.level_mapping == "last4"
+    # a model trained with 0.5.0's recipe on 4-stage plans is rebuilt by naming its mapping in the plans
+    old = settings_for(M2SNetTrainer_scratch, _config("3d_fullres", {"level_mapping": "last4"}), 1)
+    assert old.level_mapping == "last4"
+    # the planner sizes what the trainer builds
+    assert settings_for_planning(_config("3d_fullres"), 1).level_mapping == "deeper"
+    assert settings_for_planning(_config("2d"), 1).level_mapping == "deeper"
+    assert settings_for_planning(_config("2d"), 3).level_mapping == "last4"
+    assert settings_for_planning(_config("3d_fullres", {"level_mapping": "last4"}), 1).level_mapping == "last4"
+
+
+def test_the_recipe_refines_where_the_deeper_mapping_moved_the_pyramid():
+    """Rule 4 of bench/RESULTS.md 6.7: 4-stage plans get the pyramid one stage down plus one refinement step."""
+    four = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": arch_kwargs(ISOTROPIC[:4])}}
+    for cls in (M2SNetTrainer, M2SNetTrainer_scratch, M2SNetTrainer_scratch_LossNet):
+        s = settings_for(cls, four, 1)
+        assert (s.level_mapping, s.refine) == ("deeper", True), cls.__name__
+    assert settings_for_planning(four, 1).refine is True
+    assert settings_for(M2SNetTrainer_scratch, _config("3d_fullres"), 1).refine is False  # 5 stages: no change
+    # the plans decide when they say: 0.5.0's recipe on 4-stage plans was "last4" without refinement
+    old = settings_for(M2SNetTrainer_scratch, {**four, "m2snet": {"level_mapping": "last4"}}, 1)
+    assert (old.level_mapping, old.refine) == ("last4", False)
+    assert settings_for(M2SNetTrainer_scratch, {**four, "m2snet": {"refine": False}}, 1).refine is False
+    assert settings_for_planning({**four, "m2snet": {"refine": False}}, 1).refine is False
+    # written into the plans the resolved value round-trips
+    s = settings_for(M2SNetTrainer_scratch, four, 1)
+    assert settings_for(M2SNetTrainer_scratch, with_plans_entry(four, **s.plans_overrides()), 1) == s
+    with pytest.raises(SettingsError, match='refine must be true, false or "auto"'):
+        settings_for(M2SNetTrainer_scratch, {**four, "m2snet": {"refine": "sometimes"}}, 1)
+
+
 def test_old_plans_blocks_without_a_schema_version_still_read():
     config = _config("2d")
     config[PLANS_KEY] = {"memory_model": {"encoder": "res2net50d", "estimated_gb": 3.7}, "encoder": "resnet18"}
@@ -101,7 +139,7 @@ def test_paper_model_on_2d_rgb_is_unchanged():
 
 
 RECIPE_KEYS = {"encoder_name": "encoder", "refine": "refine", "use_side_heads": "side_heads",
-               "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss"}
+               "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss", "level_mapping": "level_mapping"}
 
 
 @pytest.mark.parametrize("cls,config,channels", [
@@ -115,7 +153,8 @@ def test_from_scratch_paths_train_the_recipe(cls, config, channels):
     assert set(SCRATCH_RECIPE) == set(RECIPE_KEYS)
     s = settings_for(cls, _config(config), channels)
     for name, value in SCRATCH_RECIPE.items():
-        assert getattr(s, RECIPE_KEYS[name]) == value, name
+        expected = False if value == "auto" else value  # refine "auto": the tiny plans have 5 stages
+        assert getattr(s, RECIPE_KEYS[name]) == expected, name
     assert s.recipe == (cls is not M2SNetTrainer_scratch)  # the scratch class states the recipe itself
 
 

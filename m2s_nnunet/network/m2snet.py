@@ -99,7 +99,8 @@ class M2SNet(nn.Module):
         self.head = SegmentationHeads(width, num_classes, side_heads, dim, main_channels)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Name the setting when a checkpoint was trained with the other ``level_mapping`` (4-stage plans)."""
+        """Name the setting when a checkpoint was trained with the other ``level_mapping`` (4-stage plans) or
+        the other ``refine``, instead of PyTorch's list of missing and unexpected keys."""
         # only 4-stage plans build an extra stage for "deeper"; elsewhere both mappings give one layout
         built_extra = getattr(self.encoder, "extra_stage", None) is not None
         trained_extra = any(k.startswith("encoder.extra_stage.") for k in state_dict)
@@ -109,6 +110,13 @@ class M2SNet(nn.Module):
                 f"this checkpoint was trained with level_mapping \"{trained}\", but the plans and trainer build "
                 f"\"{built}\": set \"m2snet\": {{\"level_mapping\": \"{trained}\"}} for this configuration in the "
                 "plans.json of the trained model folder (or use the trainer it was trained with).")
+        trained_refine = any(k.startswith("refine_stages.") for k in state_dict)
+        if strict and self.refine != trained_refine:
+            trained, built = ("with", "without") if trained_refine else ("without", "with")
+            raise RuntimeError(
+                f"this checkpoint was trained {trained} the refinement path, but the plans and trainer build M2SNet "
+                f"{built} it: set \"m2snet\": {{\"refine\": {str(trained_refine).lower()}}} for this configuration in "
+                "the plans.json of the trained model folder (or use the trainer it was trained with).")
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property

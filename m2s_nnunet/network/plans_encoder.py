@@ -16,7 +16,7 @@ from dynamic_network_architectures.building_blocks.residual import StackedResidu
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from torch import nn
 
-from m2s_nnunet.settings import LEVEL_MAPPINGS
+from m2s_nnunet.settings import LEVEL_MAPPINGS, deeper_moves_pyramid
 
 # Residual blocks per stage when the plans (PlainConvUNet) give none: two per stage after the first, about
 # the depth of the plain U-Net encoder the plans were made for (nnU-Net's ResEnc plans bring their own).
@@ -37,13 +37,13 @@ def _locate(value):
 def level_indices(n_stages: int, mapping: str = "last4") -> tuple[int, int, int, int, int]:
     """Which encoder stage gives X1..X5 (index ``n_stages`` is the extra bottleneck stage, see below).
 
-    "last4" (the default): X5..X2 are the last four stages, X1 the stage before X2, or X2 itself with
-    only four stages. "deeper" (opt-in) is the same except that X2 is never the full-resolution stage:
-    with four stages (nnU-Net plans them for small 3D patches, e.g. Hippocampus 40x56x40) X2..X4 are
-    stages 1..3 and X5 is one extra stride-1 residual stage on the bottleneck, so seven of the ten
-    subtraction units run on one voxel in eight. On Hippocampus that trains 2.5x faster per step but
-    reached a lower validation Dice at a short budget (0.739 against 0.800, bench/RESULTS.md 6.5), so it
-    is not the default.
+    "last4": X5..X2 are the last four stages, X1 the stage before X2, or X2 itself with only four
+    stages. "deeper" (the from-scratch recipe's) is the same except that X2 is never the full-resolution
+    stage: with four stages (nnU-Net plans them for small 3D patches, e.g. Hippocampus 40x56x40) X2..X4
+    are stages 1..3 and X5 is one extra stride-1 residual stage on the bottleneck, so seven of the ten
+    subtraction units run on one voxel in eight. On Hippocampus that trains 2.7x faster per step; at an
+    equal number of iterations it reached a lower validation Dice than "last4" (bench/RESULTS.md 6.5), at
+    equal training time a higher one (6.7).
 
     As in the paper (where X1 is the ResNet stem after its max-pool), X1 is max-pooled to X2's resolution.
     """
@@ -51,7 +51,7 @@ def level_indices(n_stages: int, mapping: str = "last4") -> tuple[int, int, int,
         raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got '{mapping}'")
     if n_stages < 4:
         raise ValueError(f"M2SNet needs an encoder with at least 4 stages, the plans have {n_stages}")
-    if mapping == "deeper" and n_stages == 4:
+    if mapping == "deeper" and deeper_moves_pyramid(n_stages):
         return (0, 1, 2, 3, 4)
     x2 = n_stages - 4
     return (max(x2 - 1, 0), x2, x2 + 1, x2 + 2, x2 + 3)

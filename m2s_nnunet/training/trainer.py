@@ -82,12 +82,14 @@ class M2SNetTrainer(nnUNetTrainer):
     # "dice_ce": nnU-Net's Dice+CE (Dice+BCE with regions); "structure": the paper's weighted BCE + weighted
     # IoU (binary tasks and region-based training)
     seg_loss: str = "dice_ce"
-    refine: bool = False  # full-resolution refinement path through the encoder's finer stages (M2SNet(refine=))
+    # full-resolution refinement path through the encoder's finer stages (M2SNet(refine=)); "auto": only where
+    # the "deeper" level mapping moved the pyramid off the full-resolution stage (settings.resolve_refine)
+    refine: bool | str = False
     decoder_norm: str | None = None  # None: BatchNorm with a timm encoder, InstanceNorm with the plans encoder
     encoder_norm: str | None = None  # plans encoder only; None: the plans' norm_op (InstanceNorm)
     encoder_blocks: int | tuple[int, ...] | None = None  # plans encoder only; None: the plans' own or the default
-    # plans encoder only: "last4": X2..X5 are the last four stages; "deeper" never puts X2 at full resolution
-    # (with 4-stage plans X5 is an extra stride-1 stage: faster, less accurate so far; plans_encoder.level_indices)
+    # plans encoder only: "last4": X2..X5 are the last four stages; "deeper" (the recipe's) never puts X2 at
+    # full resolution (with 4-stage plans X5 is an extra stride-1 stage; plans_encoder.level_indices)
     level_mapping: str = "last4"
     # Schedule overrides (None keeps nnU-Net's 1000 epochs x 250 training / 50 validation iterations).
     epochs: int | None = None

@@ -49,6 +49,7 @@ class M2SNetTrainer_scratch(M2SNetTrainer):
     use_side_heads = SCRATCH_RECIPE["use_side_heads"]
     optimizer_recipe = SCRATCH_RECIPE["optimizer_recipe"]
     seg_loss = SCRATCH_RECIPE["seg_loss"]
+    level_mapping = SCRATCH_RECIPE["level_mapping"]
 
 
 class M2SNetTrainer_scratch_LossNet(M2SNetTrainer_scratch):

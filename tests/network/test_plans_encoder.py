@@ -74,6 +74,18 @@ def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
         build({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="deeper")
 
 
+def test_a_checkpoint_with_the_other_refine_setting_names_the_fix():
+    four = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
+    refined = build(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper")
+    plain = build(four, 1, 2, encoder="plans", width=8, level_mapping="deeper")
+    with pytest.raises(RuntimeError, match='"refine": false'):
+        refined.load_state_dict(plain.state_dict())
+    with pytest.raises(RuntimeError, match='"refine": true'):
+        plain.load_state_dict(refined.state_dict())
+    build(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper").load_state_dict(
+        refined.state_dict())
+
+
 def test_refinement_path_uses_the_finer_plans_stages():
     strides2d = [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2], [2, 2]]
     config = {"patch_size": [64, 64], "architecture": {"arch_kwargs": _arch(strides2d, (8, 16, 24, 32, 40, 48), 2)}}
