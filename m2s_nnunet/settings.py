@@ -53,7 +53,7 @@ PLANS_RECORDS = ("memory_model", "preset")
 # rule's validation data and costs 27 % more per step, so it is off (a plans' m2snet block can turn it on).
 # With 4-stage plans (rule 4 of RESULTS 6.7) the pyramid goes one stage down ("deeper") and one refinement
 # step brings the decoder back to the full-resolution stage: in the same training minutes this beat the
-# full-resolution pyramid, which is 2.4x slower per step there. Other plans: no change.
+# full-resolution pyramid, which is 2.2x slower per training iteration there. Other plans: no change.
 SCRATCH_RECIPE: dict[str, object] = {
     "encoder_name": PLANS_ENCODER,  # nnU-Net's residual encoder built from the plans, InstanceNorm
     "refine": REFINE_AUTO,  # only where "deeper" moved the pyramid (4-stage plans); elsewhere off: no gain
