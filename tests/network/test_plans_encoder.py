@@ -74,6 +74,24 @@ def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
         build({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="deeper")
 
 
+def test_the_recipe_on_4_stage_plans_refines_back_to_full_resolution():
+    """What M2SNetTrainer_scratch builds for Hippocampus-like plans: shapes, gradients, the refinement step."""
+    from m2s_nnunet.network.from_plans import build_m2snet
+    from m2s_nnunet.settings import settings_for
+    from m2s_nnunet.training import M2SNetTrainer_scratch
+
+    four = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
+    net = build_m2snet(settings_for(M2SNetTrainer_scratch, four, 1), four, 1, 3, deep_supervision=True)
+    assert net.refine and len(net.refine_stages) == 1 and net.encoder.extra_stage is not None
+    seen = {}
+    net.refine_stages[0].register_forward_hook(lambda m, i, o: seen.update(refined=o.shape[2:]))
+    outputs = net(torch.randn(2, 1, 16, 24, 16))
+    assert tuple(seen["refined"]) == (16, 24, 16)  # the head sits on the full-resolution stage
+    assert [tuple(o.shape[2:]) for o in outputs] == [(16, 24, 16), (8, 12, 8), (4, 6, 4), (2, 3, 2)]
+    sum(o.pow(2).mean() for o in outputs).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
 def test_a_checkpoint_with_the_other_refine_setting_names_the_fix():
     four = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
     refined = build(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper")
