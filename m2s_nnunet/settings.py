@@ -232,6 +232,20 @@ def resolve_refine(refine: object, encoder: str, level_mapping: str, configurati
                 and deeper_moves_pyramid(int(n_stages)))
 
 
+def _with_plans_rules(values: dict[str, Any], configuration: dict, dim: int) -> dict[str, Any]:
+    """``values`` with the plans' m2snet block applied, then the rules the trainer and the planner share: 3D
+    always builds the plans encoder, a timm encoder has no level mapping but the paper's, ``refine`` resolved."""
+    overrides = plans_overrides(configuration)
+    values = {**values, **overrides}
+    if dim == 3:
+        values["encoder"] = PLANS_ENCODER  # a variant's timm name is 2D-only
+    if values["encoder"] != PLANS_ENCODER and "level_mapping" not in overrides:
+        values["level_mapping"] = "last4"  # the recipe's mapping is for the plans encoder
+    values["refine"] = resolve_refine(values.get("refine", False), values["encoder"],
+                                      values.get("level_mapping", "last4"), configuration)
+    return values
+
+
 def recipe_applies(dim: int, num_input_channels: int, use_pretrained_encoder: bool) -> tuple[bool, str]:
     """Whether the from-scratch recipe replaces the paper's settings, and why (for the training log)."""
     if not use_pretrained_encoder:
@@ -258,15 +272,9 @@ def settings_for(trainer_cls: type, configuration: dict, num_input_channels: int
         if applies:
             values.update({_CLASS_ATTRIBUTES[k]: v for k, v in recipe.items()})
     values["width"] = trainer_cls.decoder_width if dim == 2 else trainer_cls.decoder_width_3d
-    overrides = plans_overrides(configuration)
-    values.update(overrides)
-    if dim == 3 and values["encoder"] != PLANS_ENCODER:
-        values["encoder"] = PLANS_ENCODER  # 3D always builds the plans encoder (a variant's timm name is 2D-only)
-    timm = values["encoder"] != PLANS_ENCODER
-    if timm and "level_mapping" not in overrides:
-        values["level_mapping"] = "last4"  # the recipe's mapping is for the plans encoder (a timm one has none)
     try:
-        values["refine"] = resolve_refine(values["refine"], values["encoder"], values["level_mapping"], configuration)
+        values = _with_plans_rules(values, configuration, dim)
+        timm = values["encoder"] != PLANS_ENCODER
         return M2SNetSettings(
             dim=dim, **values,
             pretrained_encoder=bool(trainer_cls.use_pretrained_encoder and not applies and timm),
@@ -290,13 +298,10 @@ def settings_for_planning(configuration: dict, num_input_channels: int, encoder:
         chosen = encoder
     else:  # the paper's encoder where ImageNet weights apply, the recipe's elsewhere (one rule: recipe_applies)
         chosen = PLANS_ENCODER if recipe_applies(dim, num_input_channels, True)[0] else DEFAULT_ENCODER
-    values = {"encoder": chosen, **plans_overrides(configuration)}
-    if dim == 3:
-        values["encoder"] = PLANS_ENCODER
-    if values["encoder"] == PLANS_ENCODER:  # the recipe's level mapping and refinement, unless the plans set them
-        values.setdefault("level_mapping", SCRATCH_RECIPE["level_mapping"])
-        values.setdefault("refine", SCRATCH_RECIPE["refine"])
-    values["refine"] = resolve_refine(values.get("refine", False), values["encoder"],
-                                      values.get("level_mapping", "last4"), configuration)
+    values: dict[str, Any] = {"encoder": chosen}
+    if chosen == PLANS_ENCODER:  # the recipe's network keys, as settings_for applies them
+        values.update({_CLASS_ATTRIBUTES[k]: v for k, v in SCRATCH_RECIPE.items()
+                       if _CLASS_ATTRIBUTES[k] in PLANS_OVERRIDES})
+    values = _with_plans_rules(values, configuration, dim)
     return M2SNetSettings(dim=dim, **values, pretrained_encoder=values["encoder"] != PLANS_ENCODER,
                           lossnet_weight=0.1 if lossnet else 0.0)
