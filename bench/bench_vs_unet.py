@@ -70,7 +70,7 @@ from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network import DEFAULT_ENCODER, LIGHT_ENCODER
 from m2s_nnunet.nnunet_env import run_nnunet, work_env
 from m2s_nnunet.settings import M2SNetSettings
-from m2s_nnunet.training import M2SNetTrainer, M2SNetTrainer_resnet18
+from m2s_nnunet.training import M2SNetTrainer
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 from m2s_nnunet.training.trainer import unwrap
 
@@ -254,8 +254,9 @@ def load_setup(plans_path: Path, dataset_json_path: Path, configuration: str, ba
 # ---------------------------------------------------------------------------------------------- models
 def m2s_trainer_class(encoder: str) -> type[M2SNetTrainer]:
     """The paper's network with this encoder (the from-scratch recipe never replaces it here; see --trainers)."""
-    base = M2SNetTrainer_resnet18 if encoder == LIGHT_ENCODER else M2SNetTrainer
-    return type(f"M2SNetTrainer_{encoder}_paper", (base,), {"encoder_name": encoder, "scratch_recipe": None})
+    # no ImageNet start: speed does not depend on it, and it would refuse inputs that are not RGB
+    return type(f"M2SNetTrainer_{encoder}_paper", (M2SNetTrainer,),
+                {"encoder": encoder, "recipe": False, "pretrained_encoder": False})
 
 
 def trainer_settings(spec: Spec, s: Setup) -> M2SNetSettings:

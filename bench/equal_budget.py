@@ -127,13 +127,17 @@ def choose_trainers(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         if not lossnet:
             notes.append("LossNet is off: its VGG16 ImageNet weights were not found locally (or --lossnet off); "
                          "M2SNet trains with nnU-Net's Dice+CE only.")
+    from m2s_nnunet.settings import DEFAULT_ENCODER, variant_choices
+    from m2s_nnunet.training import M2SNetTrainer
+
     for name in trainers:
         cls = known[name]
-        if getattr(cls, "lossnet_weight", 0) > 0 and not weights_found("vgg16"):
+        choices = variant_choices(cls) if issubclass(cls, M2SNetTrainer) else {}
+        if issubclass(cls, M2SNetTrainer) and choices.get("lossnet_weight", 0.1) > 0 and not weights_found("vgg16"):
             notes.append(f"WARNING: {name} needs VGG16 weights for LossNet, not found locally: it will try to "
                          "download them and fail offline (see `m2s-nnunet doctor`).")
-        encoder = getattr(cls, "encoder_name", None)
-        if getattr(cls, "use_pretrained_encoder", False) and encoder and not weights_found("encoder", encoder):
+        encoder = choices.get("encoder", DEFAULT_ENCODER) if choices.get("recipe") is not True else None
+        if choices.get("pretrained_encoder", True) and encoder and not weights_found("encoder", encoder):
             notes.append(f"WARNING: {name} needs ImageNet weights for {encoder}, not found locally: it will try to "
                          "download them and fail offline.")
     return trainers, notes
@@ -142,11 +146,19 @@ def choose_trainers(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def describe_trainer(name: str) -> tuple[str, str]:
     """(network, loss) of a budget trainer, for the table."""
     cls = budget_trainers().BUDGET_TRAINERS[name]
-    if not hasattr(cls, "encoder_name"):
+    from m2s_nnunet.settings import DEFAULT_ENCODER, variant_choices
+    from m2s_nnunet.training import M2SNetTrainer
+
+    if not issubclass(cls, M2SNetTrainer):
         return "nnU-Net PlainConvUNet (plans)", "Dice+CE, deep supervision"
-    init = "ImageNet" if cls.use_pretrained_encoder else "scratch"
-    loss = "Dice+CE + 0.1 LossNet" if cls.lossnet_weight > 0 else "Dice+CE"
-    return f"M2SNet {cls.encoder_name} ({init})", loss
+    choices = variant_choices(cls)
+    if choices.get("recipe") is True:
+        encoder, init = "plans", "scratch"
+    else:
+        encoder = choices.get("encoder", DEFAULT_ENCODER)
+        init = "ImageNet" if choices.get("pretrained_encoder", True) else "scratch"
+    loss = "Dice+CE + 0.1 LossNet" if choices.get("lossnet_weight", 0.1) > 0 else "Dice+CE"
+    return f"M2SNet {encoder} ({init})", loss
 
 
 def select_test_cases(cases: list[str], fraction: float, seed: int) -> list[str]:

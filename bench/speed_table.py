@@ -58,7 +58,6 @@ from benchlib import (
 from torch import nn
 
 from m2s_nnunet.losses import LossNet
-from m2s_nnunet.settings import SCRATCH_RECIPE
 from m2s_nnunet.training import M2SNetTrainer
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
@@ -105,11 +104,11 @@ def _trainer(name: str, **attrs) -> str:
     return name
 
 
-PAPER = _trainer("SpeedTable_M2SNet_paper", scratch_recipe=None)  # Res2Net-50, 2D, as published
-PAPER_NO_LOSSNET = _trainer("SpeedTable_M2SNet_paper_noLossNet", scratch_recipe=None, lossnet_weight=0.0)
+PAPER = _trainer("SpeedTable_M2SNet_paper", recipe=False)  # Res2Net-50, 2D, as published
+PAPER_NO_LOSSNET = _trainer("SpeedTable_M2SNet_paper_noLossNet", recipe=False, lossnet_weight=0.0)
 DEFAULT_3D = "M2SNetTrainer"  # 3D: the from-scratch recipe + 0.1 LossNet on slices
 # the recipe with the full-resolution pyramid of 4-stage plans (the recipe's mapping until 0.5.0)
-LAST4_3D = _trainer("SpeedTable_M2SNet_last4", scratch_recipe={**SCRATCH_RECIPE, "level_mapping": "last4"})
+LAST4_3D = _trainer("SpeedTable_M2SNet_last4", level_mapping="last4")
 
 
 def activation_bytes(case: TrainCase) -> int:

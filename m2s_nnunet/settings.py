@@ -1,17 +1,23 @@
 """M2SNetSettings: every choice that decides which M2SNet is built and how it trains, in one frozen object.
 
-One function derives the settings (``settings_for``) from three sources, in this order:
+One name per setting: a trainer variant's class attribute, the settings field, the key of the plans' ``m2snet``
+block and the docs all use the field names of ``M2SNetSettings`` (``encoder``, ``width``, ``side_heads``, ...).
 
-1. the trainer variant's class attributes (``M2SNetTrainer``: the paper's model; see training/variants.py);
-2. the from-scratch recipe (``SCRATCH_RECIPE``), where ImageNet weights do not apply to a paper-model
-   variant: 3D configurations, inputs that are not 3-channel, ``use_pretrained_encoder = False``;
-3. the plans configuration's ``m2snet`` block (``PLANS_KEY``), which may set the network keys
-   (``PLANS_OVERRIDES``) and holds the planner's records.
+One precedence rule (``settings_for``), highest first:
 
-Everything depends only on the class, the plans and the channel count, so training, ``nnUNetv2_predict``,
-the planner, ``flops`` and the benchmarks build the same network from the same object. This module is the
-only place that spells the plans key and the 2D/3D rules (encoder kind, decoder width and norm, LossNet
-size and slices); it imports neither torch nor nnU-Net, so the CLI and the planner stay light.
+1. the settings recorded with a trained model (``trained_with`` in the plans' m2snet block: the trainer writes it
+   into the model folder's plans.json and the checkpoint, so every later version builds the network that was
+   trained);
+2. the trainer variant's own class attributes (``M2SNetTrainer_resnet18.encoder = "resnet18"``);
+3. the plans' m2snet block (``m2s-nnunet plan`` and the presets write it; network keys only, ``PLANS_OVERRIDES``);
+4. the from-scratch recipe (``SCRATCH_RECIPE``), where ImageNet weights do not apply: 3D configurations, inputs
+   that are not 3-channel, a variant with ``pretrained_encoder = False``, or ``recipe = True``;
+5. the paper's defaults (the field defaults below).
+
+A variant's explicit choice that cannot apply (an ImageNet encoder on grey input, a timm encoder in 3D) is
+refused with a message that names the trainer and what to use instead; it is never swapped silently. This
+module is the only place that spells these rules and the 2D/3D defaults; it imports neither torch nor nnU-Net,
+so the CLI and the planner stay light. Adding a setting or a recipe key touches this module and its test only.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ from typing import Any
 
 from m2s_nnunet.errors import UserError
 
-SCHEMA_VERSION = 1  # of the plans' m2snet block and of M2SNetSettings.to_dict()
+# 2: the plans' m2snet block may hold the record of a trained model (``trained_with``), one name per setting.
+# Version 1 blocks (m2s-nnunet <= 0.6, or none at all) read as they are.
+SCHEMA_VERSION = 2
 PLANS_KEY = "m2snet"
+RECORD_KEY = "trained_with"
 
 DEFAULT_ENCODER = "res2net50d"  # deep-stem Res2Net-50 v1b 26w x 4s, the paper's backbone (timm name)
-LIGHT_ENCODER = "resnet18"  # ~2x fewer MACs at 352x352: the CPU-friendly choice
+LIGHT_ENCODER = "resnet18"  # about half the MACs of Res2Net-50: the CPU-friendly choice
 PLANS_ENCODER = "plans"  # nnU-Net's residual encoder built from the plans' kernel sizes and strides
 DECODER_WIDTH_2D = 64  # the paper's
 # 3D: half the paper's width. The decoder runs at X2's resolution, which in nnU-Net's 3D topologies is often
@@ -43,30 +52,30 @@ LEVEL_MAPPINGS = ("last4", "deeper")
 # refine = "auto": the refinement path exactly where "deeper" moved the pyramid off the full-resolution stage
 REFINE_AUTO = "auto"
 
-# Keys a plans' m2snet block may set (they override the trainer variant's), and what the planner records.
+# Keys a plans' m2snet block may set (level 3 of the precedence rule), and what else it may hold.
 PLANS_OVERRIDES = ("encoder", "width", "refine", "decoder_norm", "encoder_norm", "encoder_blocks", "level_mapping")
-PLANS_RECORDS = ("memory_model", "preset")
+PLANS_RECORDS = ("memory_model", "preset", RECORD_KEY)
 
-# The from-scratch recipe as trainer class attributes, chosen by the ablation in bench/RESULTS.md section 6
-# (screened on Kvasir-SEG fold-0 validation; the best two rows confirmed on polyp, ultrasound, CT slices and
-# 3D MRI against nnU-Net's U-Net). The refinement path gained nothing beyond the replicate noise on the
-# rule's validation data and costs 27 % more per step, so it is off (a plans' m2snet block can turn it on).
-# With 4-stage plans (rule 4 of RESULTS 6.7) the pyramid goes one stage down ("deeper") and one refinement
-# step brings the decoder back to the full-resolution stage: in the same training minutes this beat the
-# full-resolution pyramid, which is 2.2x slower per training iteration there. Other plans: no change.
+# The from-scratch recipe (level 4), chosen by the measurements in bench/RESULTS.md section 6: nnU-Net's residual
+# encoder built from the plans, deep supervision through the side heads, the paper's optimiser, Dice+CE; the
+# refinement path only where the "deeper" mapping moved the pyramid off the full-resolution stage (4-stage plans).
 SCRATCH_RECIPE: dict[str, object] = {
-    "encoder_name": PLANS_ENCODER,  # nnU-Net's residual encoder built from the plans, InstanceNorm
-    "refine": REFINE_AUTO,  # only where "deeper" moved the pyramid (4-stage plans); elsewhere off: no gain
-    "use_side_heads": True,  # deep supervision through the O2..O4 side heads
-    "optimizer_recipe": "paper",  # SGD 0.9, lr 0.05 (the whole network: no pretrained part), triangular
+    "encoder": PLANS_ENCODER,
+    "pretrained_encoder": False,
+    "refine": REFINE_AUTO,
+    "side_heads": True,
+    "optimizer_recipe": "paper",
     "seg_loss": "dice_ce",
-    "level_mapping": "deeper",  # plans encoder, 4-stage plans only: X2 below the full resolution
+    "level_mapping": "deeper",
 }
-# trainer class attribute -> settings field, for the attributes the recipe and the plans may replace
-_CLASS_ATTRIBUTES = {"encoder_name": "encoder", "refine": "refine", "decoder_norm": "decoder_norm",
-                     "encoder_norm": "encoder_norm", "encoder_blocks": "encoder_blocks",
-                     "level_mapping": "level_mapping", "use_side_heads": "side_heads",
-                     "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss"}
+# Class attribute names of m2s-nnunet <= 0.6, refused with their new name (a renamed attribute would otherwise
+# be ignored without a word).
+RENAMED_ATTRIBUTES = {
+    "encoder_name": "encoder", "use_side_heads": "side_heads", "decoder_width": "width",
+    "decoder_width_3d": "width (one value; unset: 64 in 2D, 32 in 3D)",
+    "use_pretrained_encoder": "pretrained_encoder",
+    "scratch_recipe": "recipe (True: the from-scratch recipe everywhere; False: never)",
+}
 
 
 class SettingsError(UserError, ValueError):
@@ -77,10 +86,14 @@ class SettingsError(UserError, ValueError):
 class M2SNetSettings:
     """Which M2SNet to build for one configuration and how to train it (see the module docstring).
 
+    Every field but ``dim`` and ``recipe_reason`` is also a class attribute a trainer variant may set.
     ``encoder``: a timm name (2D only) or ``"plans"``. ``decoder_norm`` is resolved ("batch" with a timm
     encoder as in the paper, "instance" with the plans encoder: 3D batches hold 2 samples). ``encoder_norm``,
     ``encoder_blocks`` and ``level_mapping`` apply to the plans encoder only. ``pretrained_encoder``: load
-    ImageNet weights into the timm encoder (the paper's setting; never with the recipe).
+    ImageNet weights into the timm encoder (the paper's setting; never with the recipe). ``recipe``: whether the
+    from-scratch recipe filled the settings the variant did not choose (a variant sets it to force it either way).
+
+    A field added later must default to what earlier versions built: records written before it lack it.
     """
 
     dim: int
@@ -101,7 +114,7 @@ class M2SNetSettings:
     lr_schedule: str = "triangular"
     backbone_lr_factor: float = 0.1
     seg_loss: str = "dice_ce"
-    recipe: bool = False  # whether the from-scratch recipe replaced the variant's settings
+    recipe: bool = False  # whether the from-scratch recipe filled the settings the variant did not choose
     recipe_reason: str = ""
 
     def __post_init__(self) -> None:
@@ -129,6 +142,9 @@ class M2SNetSettings:
                                        or self.level_mapping != "last4"):
             raise SettingsError("encoder_norm, encoder_blocks and level_mapping apply to the plans encoder only, "
                                 f"not to '{self.encoder}'")
+        for name in ("refine", "side_heads", "fast_filters", "pretrained_encoder", "recipe"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.encoder_blocks, list):  # JSON gives lists; keep the object hashable
             object.__setattr__(self, "encoder_blocks", tuple(self.encoder_blocks))
 
@@ -178,7 +194,7 @@ def plans_entry(configuration: dict) -> dict[str, Any]:
     Blocks written before the schema version existed (m2s-nnunet <= 0.4) have none and read as version 1.
     """
     entry = dict(configuration.get(PLANS_KEY) or {})
-    _check_version(entry.pop("schema_version", SCHEMA_VERSION), f"the plans' '{PLANS_KEY}' block")
+    _check_version(entry.pop("schema_version", 1), f"the plans' '{PLANS_KEY}' block")
     unknown = sorted(set(entry) - set(PLANS_OVERRIDES) - set(PLANS_RECORDS))
     if unknown:
         raise SettingsError(f"the plans' '{PLANS_KEY}' block has unknown key(s) {unknown}; allowed: "
@@ -192,7 +208,7 @@ def plans_overrides(configuration: dict) -> dict[str, Any]:
 
 
 def plans_record(configuration: dict, name: str) -> Any:
-    """A record the planner wrote (``memory_model``, ``preset``), or None."""
+    """A record the planner or the trainer wrote (``memory_model``, ``preset``, ``trained_with``), or None."""
     return plans_entry(configuration).get(name)
 
 
@@ -213,7 +229,53 @@ def with_plans_entry(configuration: dict, **entries: Any) -> dict:
     return {**configuration, PLANS_KEY: {"schema_version": SCHEMA_VERSION, **entry}}
 
 
-# ---- deriving the settings ----------------------------------------------------------------------------
+# ---- the record of a trained model (precedence level 1) -----------------------------------------------
+def make_record(settings: M2SNetSettings, trainer_name: str) -> dict[str, Any]:
+    """What a training run writes with its model: the trainer, this package's version and every resolved field."""
+    from m2s_nnunet import __version__
+
+    return {"trainer": trainer_name, "m2s_nnunet": __version__, "settings": settings.to_dict()}
+
+
+def record_settings(record: dict, what: str = "the record") -> M2SNetSettings:
+    """The settings a record holds (``make_record``), checked: a record from a newer version is refused."""
+    try:
+        return M2SNetSettings.from_dict(record["settings"])
+    except (KeyError, TypeError) as err:
+        raise SettingsError(f"{what} is not an m2s-nnunet settings record ({err!r})") from err
+    except SettingsError as err:
+        version = record.get("m2s_nnunet", "an unknown version")
+        raise SettingsError(f"{what} was written by m2s-nnunet {version}: {err}. Upgrade m2s-nnunet "
+                            "(pip install -U m2s-nnunet) to use this model") from err
+
+
+def recorded_settings(configuration: dict, trainer_name: str) -> M2SNetSettings | None:
+    """The settings recorded in a configuration's m2snet block for this trainer, or None.
+
+    A record of another trainer (plans copied from another model folder) does not apply: that trainer's network
+    is not this one's.
+    """
+    record = plans_record(configuration, RECORD_KEY)
+    if not record or record.get("trainer") != trainer_name:
+        return None
+    settings = record_settings(record, f"the settings recorded for {trainer_name}")
+    dim = len(configuration["patch_size"])
+    if settings.dim != dim:
+        raise SettingsError(f"the settings recorded for {trainer_name} are for {settings.dim}D, but this "
+                            f"configuration is {dim}D: the plans.json of this model folder was edited by hand")
+    return settings
+
+
+def with_record(configuration: dict, settings: M2SNetSettings, trainer_name: str) -> dict:
+    """A copy of ``configuration`` whose m2snet block records ``settings`` as what ``trainer_name`` trained.
+
+    The block is the configuration's resolved one (``inherits_from`` merges blocks whole), so a configuration
+    that inherited its block keeps its keys when it gets its own.
+    """
+    return with_plans_entry(configuration, **{RECORD_KEY: make_record(settings, trainer_name)})
+
+
+# ---- deriving the settings (precedence levels 2 to 5) ---------------------------------------------------
 def deeper_moves_pyramid(n_stages: int) -> bool:
     """Whether ``level_mapping`` "deeper" differs from "last4": only 4-stage plans put X2 on the
     full-resolution stage (``plans_encoder.level_indices``)."""
@@ -232,23 +294,9 @@ def resolve_refine(refine: object, encoder: str, level_mapping: str, configurati
                 and deeper_moves_pyramid(int(n_stages)))
 
 
-def _with_plans_rules(values: dict[str, Any], configuration: dict, dim: int) -> dict[str, Any]:
-    """``values`` with the plans' m2snet block applied, then the rules the trainer and the planner share: 3D
-    always builds the plans encoder, a timm encoder has no level mapping but the paper's, ``refine`` resolved."""
-    overrides = plans_overrides(configuration)
-    values = {**values, **overrides}
-    if dim == 3:
-        values["encoder"] = PLANS_ENCODER  # a variant's timm name is 2D-only
-    if values["encoder"] != PLANS_ENCODER and "level_mapping" not in overrides:
-        values["level_mapping"] = "last4"  # the recipe's mapping is for the plans encoder
-    values["refine"] = resolve_refine(values.get("refine", False), values["encoder"],
-                                      values.get("level_mapping", "last4"), configuration)
-    return values
-
-
-def recipe_applies(dim: int, num_input_channels: int, use_pretrained_encoder: bool) -> tuple[bool, str]:
-    """Whether the from-scratch recipe replaces the paper's settings, and why (for the training log)."""
-    if not use_pretrained_encoder:
+def recipe_applies(dim: int, num_input_channels: int, pretrained_encoder: bool) -> tuple[bool, str]:
+    """Whether the from-scratch recipe fills the settings a variant did not choose, and why (for the log)."""
+    if not pretrained_encoder:
         return True, "this variant trains from scratch"
     if dim != 2:
         return True, "3D configuration (no ImageNet weights exist for 3D encoders)"
@@ -257,51 +305,105 @@ def recipe_applies(dim: int, num_input_channels: int, use_pretrained_encoder: bo
     return False, "2D RGB input: the paper's ImageNet encoder"
 
 
-def settings_for(trainer_cls: type, configuration: dict, num_input_channels: int) -> M2SNetSettings:
-    """The settings of a trainer class (its attributes, see ``M2SNetTrainer``) for one plans configuration."""
+VARIANT_FIELDS = tuple(f.name for f in dataclasses.fields(M2SNetSettings) if f.name not in ("dim", "recipe_reason"))
+
+
+def variant_choices(trainer_cls: type) -> dict[str, Any]:
+    """The settings a trainer class chooses: its class attributes named like a settings field (level 2).
+
+    ``M2SNetTrainer`` sets none, so everything it builds comes from the plans, the recipe and the paper.
+    """
     name = getattr(trainer_cls, "__name__", str(trainer_cls))
-    dim = len(configuration["patch_size"])
-    values = {field: getattr(trainer_cls, attribute) for attribute, field in _CLASS_ATTRIBUTES.items()}
-    recipe, applies, why = trainer_cls.scratch_recipe, False, ""
-    if recipe is not None:
-        unknown = sorted(set(recipe) - set(_CLASS_ATTRIBUTES))
-        if unknown:
-            raise SettingsError(f"{name}.scratch_recipe has unknown key(s) {unknown}; "
-                                f"allowed: {', '.join(_CLASS_ATTRIBUTES)}")
-        applies, why = recipe_applies(dim, num_input_channels, trainer_cls.use_pretrained_encoder)
-        if applies:
-            values.update({_CLASS_ATTRIBUTES[k]: v for k, v in recipe.items()})
-    values["width"] = trainer_cls.decoder_width if dim == 2 else trainer_cls.decoder_width_3d
+    for old, new in RENAMED_ATTRIBUTES.items():
+        if hasattr(trainer_cls, old):
+            raise SettingsError(f"{name}.{old}: this class attribute is now called {new} (m2s-nnunet 0.7 uses one "
+                                "name per setting); rename it in the trainer class")
+    return {field: getattr(trainer_cls, field) for field in VARIANT_FIELDS if hasattr(trainer_cls, field)}
+
+
+_SCRATCH_ALTERNATIVES = ("M2SNetTrainer_scratch (the from-scratch recipe, deep supervision included) or M2SNetTrainer, "
+                         "which trains that recipe where ImageNet weights do not apply")
+
+
+def _refuse_what_cannot_apply(name: str, values: dict[str, Any], choices: dict[str, Any], block: dict[str, Any],
+                              dim: int, channels: int) -> None:
+    """Refuse a chosen encoder or ImageNet start that this configuration cannot have (never swap it silently)."""
+    encoder = values["encoder"]
+    timm = encoder != PLANS_ENCODER
+    shape = f"{dim}D with {channels} input channel(s)"
+    if values["pretrained_encoder"] and timm and (dim != 2 or channels != 3):
+        why = ("its class attribute pretrained_encoder = True" if choices.get("pretrained_encoder") is True
+               else "recipe = False keeps the paper's ImageNet start")
+        extra = (", or M2SNetTrainer_resnet18_scratch for ResNet-18 from random weights"
+                 if dim == 2 and encoder == LIGHT_ENCODER else "")
+        raise SettingsError(f"{name} starts the '{encoder}' encoder from ImageNet weights ({why}), which need 2D "
+                            f"3-channel (RGB) input, but this configuration is {shape}. Use {_SCRATCH_ALTERNATIVES}"
+                            f"{extra}")
+    if choices.get("pretrained_encoder") is True and not timm:
+        raise SettingsError(f"{name} sets pretrained_encoder = True, but its encoder is '{PLANS_ENCODER}' (nnU-Net's "
+                            "residual encoder has no ImageNet weights): choose a timm encoder or drop the attribute")
+    if dim == 3 and timm:
+        where = ("its class attribute encoder" if "encoder" in choices
+                 else f"the plans' '{PLANS_KEY}' block" if "encoder" in block else "the paper's model (recipe = False)")
+        fix = (f"remove \"encoder\" from the '{PLANS_KEY}' block of this 3D configuration" if "encoder" in block
+               and "encoder" not in choices else f"use {_SCRATCH_ALTERNATIVES}")
+        raise SettingsError(f"{name}: {where} gives the 2D timm encoder '{encoder}', but this is a 3D configuration, "
+                            f"which needs the plans encoder: {fix}")
+
+
+def derive_settings(trainer_name: str, choices: dict[str, Any], configuration: dict,
+                    num_input_channels: int) -> M2SNetSettings:
+    """Precedence levels 2 to 5 for one configuration: the variant's ``choices``, the plans' m2snet block, the
+    recipe where it applies, the paper's defaults; then the rules every level shares (a timm encoder has the
+    paper's level mapping, ``refine`` "auto" resolved, no ImageNet start for the plans encoder)."""
     try:
-        values = _with_plans_rules(values, configuration, dim)
+        dim = len(configuration["patch_size"])
+        block = plans_overrides(configuration)
+        if "recipe" in choices:
+            if not isinstance(choices["recipe"], bool):
+                raise SettingsError(f"recipe must be True or False, got {choices['recipe']!r}")
+            applies = choices["recipe"]
+            why = "this variant trains the from-scratch recipe on every configuration" if applies else ""
+        else:
+            applies, why = recipe_applies(dim, num_input_channels, bool(choices.get("pretrained_encoder", True)))
+        explicit = {**block, **{k: v for k, v in choices.items() if k != "recipe"}}
+        values: dict[str, Any] = {**(SCRATCH_RECIPE if applies else {}), **explicit}
+        values.setdefault("encoder", DEFAULT_ENCODER)
         timm = values["encoder"] != PLANS_ENCODER
-        return M2SNetSettings(
-            dim=dim, **values,
-            pretrained_encoder=bool(trainer_cls.use_pretrained_encoder and not applies and timm),
-            lossnet_weight=float(trainer_cls.lossnet_weight),
-            lr_schedule=trainer_cls.lr_schedule, backbone_lr_factor=float(trainer_cls.backbone_lr_factor),
-            recipe=applies, recipe_reason=why,
-        )
-    except SettingsError as err:
-        raise SettingsError(f"{name}: {err}") from err
+        if timm and "level_mapping" not in explicit:
+            values["level_mapping"] = "last4"  # the recipe's mapping is for the plans encoder
+        if not timm and "pretrained_encoder" not in choices:
+            values["pretrained_encoder"] = False  # nothing to load into nnU-Net's encoder
+        values.setdefault("pretrained_encoder", True)
+        _refuse_what_cannot_apply(trainer_name, values, choices, block, dim, num_input_channels)
+        values["refine"] = resolve_refine(values.get("refine", False), values["encoder"],
+                                          values.get("level_mapping", "last4"), configuration)
+        return M2SNetSettings(dim=dim, **values, recipe=applies, recipe_reason=why)
+    except (SettingsError, TypeError) as err:
+        if isinstance(err, TypeError):  # a class attribute of the wrong kind, e.g. width = "64"
+            err = SettingsError(str(err))
+        message = str(err)
+        raise SettingsError(message if message.startswith(trainer_name) else f"{trainer_name}: {message}") from err
+
+
+def settings_for(trainer_cls: type, configuration: dict, num_input_channels: int) -> M2SNetSettings:
+    """The settings a trainer class builds for one plans configuration: the recorded ones if the configuration
+    holds a record of this trainer, otherwise derived (``derive_settings``)."""
+    name = getattr(trainer_cls, "__name__", str(trainer_cls))
+    choices = variant_choices(trainer_cls)
+    recorded = recorded_settings(configuration, name)
+    if recorded is not None:
+        return recorded
+    return derive_settings(name, choices, configuration, num_input_channels)
 
 
 def settings_for_planning(configuration: dict, num_input_channels: int, encoder: str | None = None,
                           lossnet: bool = True) -> M2SNetSettings:
     """What ``M2SNetTrainer`` builds for this configuration, as the planner sizes it.
 
-    ``encoder``: an explicit ``--encoder`` (pinned in the plans for 2D); otherwise the paper's encoder for
-    2D RGB and the recipe's plans encoder elsewhere, as ``settings_for(M2SNetTrainer, ...)`` decides.
+    ``encoder``: an explicit ``--encoder``, pinned in the plans for 2D (3D always builds the plans encoder).
     """
-    dim = len(configuration["patch_size"])
-    if encoder is not None and dim == 2:
-        chosen = encoder
-    else:  # the paper's encoder where ImageNet weights apply, the recipe's elsewhere (one rule: recipe_applies)
-        chosen = PLANS_ENCODER if recipe_applies(dim, num_input_channels, True)[0] else DEFAULT_ENCODER
-    values: dict[str, Any] = {"encoder": chosen}
-    if chosen == PLANS_ENCODER:  # the recipe's network keys, as settings_for applies them
-        values.update({_CLASS_ATTRIBUTES[k]: v for k, v in SCRATCH_RECIPE.items()
-                       if _CLASS_ATTRIBUTES[k] in PLANS_OVERRIDES})
-    values = _with_plans_rules(values, configuration, dim)
-    return M2SNetSettings(dim=dim, **values, pretrained_encoder=values["encoder"] != PLANS_ENCODER,
-                          lossnet_weight=0.1 if lossnet else 0.0)
+    if encoder is not None and len(configuration["patch_size"]) == 2:
+        configuration = with_plans_entry(configuration, encoder=encoder)
+    return derive_settings("M2SNetTrainer", {} if lossnet else {"lossnet_weight": 0.0}, configuration,
+                           num_input_channels)

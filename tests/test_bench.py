@@ -271,7 +271,7 @@ def test_schedule_mixin_reads_the_schedule_and_seed(monkeypatch, tmp_path):
     assert report["iterations"] == 21 and report["seed"] == 5 and report["epochs_run_this_process"] == 3
     names = set(at.BENCH_TRAINERS)
     assert {"nnUNetTrainer_bench", "M2SNetTrainer_scratch_bench", "M2SAbl_refine_bench"} <= names
-    assert all(cls.scratch_recipe is None for cls in at.ABLATION_TRAINERS.values())  # one factor per row
+    assert all(cls.recipe is False for cls in at.ABLATION_TRAINERS.values())  # one factor per row
 
 
 def torch_rand() -> float:

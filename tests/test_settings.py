@@ -1,8 +1,9 @@
-"""M2SNetSettings: derived once from trainer class + plans, round-trips through JSON and the plans block; where
-the from-scratch recipe applies and what it sets."""
+"""M2SNetSettings: one precedence rule (record, variant, plans block, recipe, paper), one name per setting, the
+record of a trained model; round trips through JSON and the plans block; where the recipe applies and what it sets."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -10,21 +11,28 @@ import pytest
 from fake_plans import ISOTROPIC, arch_kwargs
 from fake_plans import plans_config as _config
 
+import m2s_nnunet.settings as settings_module
+from m2s_nnunet import __version__
 from m2s_nnunet.settings import (
     PLANS_KEY,
+    RECORD_KEY,
     SCHEMA_VERSION,
     SCRATCH_RECIPE,
+    VARIANT_FIELDS,
     M2SNetSettings,
     SettingsError,
+    make_record,
     plans_entry,
     recipe_applies,
+    recorded_settings,
     settings_for,
     settings_for_planning,
     with_plans_entry,
+    with_record,
 )
 from m2s_nnunet.training import (
     M2SNetTrainer,
-    M2SNetTrainer_DS,
+    M2SNetTrainer_resnet18,
     M2SNetTrainer_scratch,
     M2SNetTrainer_scratch_LossNet,
 )
@@ -138,24 +146,101 @@ def test_paper_model_on_2d_rgb_is_unchanged():
         "res2net50d", False, False, "paper", "dice_ce", False)
 
 
-RECIPE_KEYS = {"encoder_name": "encoder", "refine": "refine", "use_side_heads": "side_heads",
-               "optimizer_recipe": "optimizer_recipe", "seg_loss": "seg_loss", "level_mapping": "level_mapping"}
-
-
 @pytest.mark.parametrize("cls,config,channels", [
     (M2SNetTrainer_scratch, "2d", 3),  # the scratch variant everywhere
     (M2SNetTrainer_scratch, "3d_fullres", 1),
     (M2SNetTrainer, "2d", 1),  # grey input
     (M2SNetTrainer, "3d_fullres", 1),  # 3D
-    (M2SNetTrainer_DS, "3d_fullres", 1),
+    (M2SNetTrainer_scratch_LossNet, "2d", 3),
 ])
 def test_from_scratch_paths_train_the_recipe(cls, config, channels):
-    assert set(SCRATCH_RECIPE) == set(RECIPE_KEYS)
     s = settings_for(cls, _config(config), channels)
     for name, value in SCRATCH_RECIPE.items():
         expected = False if value == "auto" else value  # refine "auto": the tiny plans have 5 stages
-        assert getattr(s, RECIPE_KEYS[name]) == expected, name
-    assert s.recipe == (cls is not M2SNetTrainer_scratch)  # the scratch class states the recipe itself
+        assert getattr(s, name) == expected, name
+    assert s.recipe and s.recipe_reason
+
+
+def test_a_new_recipe_key_needs_only_the_settings_module(monkeypatch):
+    """The recipe is spelt once: a key added to SCRATCH_RECIPE reaches every trainer that trains the recipe."""
+    monkeypatch.setitem(SCRATCH_RECIPE, "width", 24)
+    monkeypatch.setitem(SCRATCH_RECIPE, "lr_schedule", "poly")
+    for cls, config, channels in ((M2SNetTrainer_scratch, "2d", 3), (M2SNetTrainer, "3d_fullres", 1)):
+        s = settings_for(cls, _config(config), channels)
+        assert (s.width, s.lr_schedule) == (24, "poly")
+    assert settings_for(M2SNetTrainer, _config("2d"), 3).width == 64  # the paper's model: no recipe
+    assert settings_for_planning(_config("3d_fullres"), 1).width == 24  # the planner sizes the same network
+
+
+def test_one_name_per_setting():
+    """Class attribute = settings field = plans key; M2SNetTrainer chooses nothing; old names are refused."""
+    assert set(SCRATCH_RECIPE) <= set(VARIANT_FIELDS)
+    assert set(settings_module.PLANS_OVERRIDES) <= set(VARIANT_FIELDS)
+    assert not [f for f in VARIANT_FIELDS if hasattr(M2SNetTrainer, f)], "M2SNetTrainer must not choose settings"
+    for old in settings_module.RENAMED_ATTRIBUTES:
+        bad = type("OldNames", (M2SNetTrainer,), {old: True})
+        with pytest.raises(SettingsError, match=f"OldNames.{old}: this class attribute is now called"):
+            settings_for(bad, _config("2d"), 3)
+
+
+def test_precedence_variant_over_plans_block_over_recipe_over_paper():
+    class Wide(M2SNetTrainer_scratch):
+        width = 40
+
+    block = {"width": 16, "refine": True}
+    assert settings_for(Wide, _config("2d", block), 1).width == 40  # the variant's own choice wins
+    s = settings_for(M2SNetTrainer_scratch, _config("2d", block), 1)
+    assert (s.width, s.refine) == (16, True)  # the plans block over the recipe ("auto": off on 5 stages)
+    assert settings_for(M2SNetTrainer_scratch, _config("2d"), 1).width == 64  # the paper's default
+    paper = settings_for(M2SNetTrainer, _config("2d", {"width": 16}), 3)
+    assert (paper.width, paper.encoder) == (16, "res2net50d")
+
+
+def test_the_record_wins_over_everything_and_only_for_its_trainer():
+    trained = settings_for(M2SNetTrainer_scratch, _config("3d_fullres"), 1).replace(width=12, refine=True)
+    config = json.loads(json.dumps(with_record(_config("3d_fullres"), trained, "M2SNetTrainer_scratch")))
+    record = config[PLANS_KEY][RECORD_KEY]
+    assert record["trainer"] == "M2SNetTrainer_scratch" and record["m2s_nnunet"] == __version__
+    assert set(record["settings"]) == {"schema_version", *(f.name for f in dataclasses.fields(M2SNetSettings))}
+    assert settings_for(M2SNetTrainer_scratch, config, 1) == trained
+    assert recorded_settings(config, "M2SNetTrainer") is None  # another trainer's record does not apply
+    assert settings_for(M2SNetTrainer, config, 1).width == 32
+    # a record from a newer m2s-nnunet: refused with the fix
+    newer = copy.deepcopy(config)
+    newer[PLANS_KEY][RECORD_KEY]["settings"]["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(SettingsError, match="upgrade m2s-nnunet"):
+        settings_for(M2SNetTrainer_scratch, newer, 1)
+    newer[PLANS_KEY][RECORD_KEY]["settings"] = {**record["settings"], "dropout": 0.1}
+    with pytest.raises(SettingsError, match=r"written by m2s-nnunet .*unknown M2SNet setting"):
+        settings_for(M2SNetTrainer_scratch, newer, 1)
+    assert make_record(trained, "X")["settings"] == trained.to_dict()
+
+
+def test_choices_that_cannot_apply_are_refused_never_swapped():
+    with pytest.raises(SettingsError, match="M2SNetTrainer_resnet18 starts the 'resnet18' encoder from ImageNet "
+                                            r"weights.*2D with 1 input channel.*M2SNetTrainer_resnet18_scratch"):
+        settings_for(M2SNetTrainer_resnet18, _config("2d"), 1)
+
+    class Timm3D(M2SNetTrainer_scratch):
+        encoder = "resnet18"
+
+    with pytest.raises(SettingsError, match="Timm3D: its class attribute encoder gives the 2D timm encoder"):
+        settings_for(Timm3D, _config("3d_fullres"), 1)
+    with pytest.raises(SettingsError, match="remove \"encoder\" from the 'm2snet' block"):
+        settings_for(M2SNetTrainer, _config("3d_fullres", {"encoder": "resnet18"}), 1)
+
+    class ImageNetPlans(M2SNetTrainer):
+        encoder = "plans"
+        pretrained_encoder = True
+
+    with pytest.raises(SettingsError, match="has no ImageNet weights"):
+        settings_for(ImageNetPlans, _config("2d"), 3)
+
+    class BadRecipe(M2SNetTrainer):
+        recipe = "sometimes"
+
+    with pytest.raises(SettingsError, match="recipe must be True or False"):
+        settings_for(BadRecipe, _config("2d"), 3)
 
 
 def test_plans_entry_overrides_network_settings_and_rejects_unknown_keys():
@@ -172,10 +257,10 @@ def test_bad_class_settings_are_refused():
     class BadLoss(M2SNetTrainer):
         seg_loss = "focal"
 
-    class BadRecipe(M2SNetTrainer):
-        scratch_recipe = {"lossnet_weight": 0}  # the loss is never the recipe's to change
+    class BadWidth(M2SNetTrainer):
+        width = "wide"
 
-    with pytest.raises(ValueError, match="seg_loss must be one of"):
+    with pytest.raises(ValueError, match="BadLoss: seg_loss must be one of"):
         settings_for(BadLoss, _config("2d"), 3)
-    with pytest.raises(ValueError, match="unknown key"):
-        settings_for(BadRecipe, _config("3d_fullres"), 1)
+    with pytest.raises(SettingsError, match="BadWidth"):
+        settings_for(BadWidth, _config("2d"), 3)

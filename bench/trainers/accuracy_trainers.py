@@ -13,7 +13,7 @@ existing trainer plus ``ScheduleMixin``, so two rows of a table differ only in w
 (the epochs themselves: start-up, the final sliding-window validation and prediction are not included).
 
 The ablation rows (``ABLATIONS``) each change one factor of the screening base, M2SNet on nnU-Net's residual
-encoder built from the plans (``encoder_name = "plans"``), and are generated below as ``M2SAbl_<tag>_bench``.
+encoder built from the plans (``encoder = "plans"``), and are generated below as ``M2SAbl_<tag>_bench``.
 """
 
 from __future__ import annotations
@@ -107,15 +107,15 @@ class M2SNetTrainer_scratch_LossNet_bench(ScheduleMixin, M2SNetTrainer_scratch_L
 # One factor per row. "base" is M2SNet on the plans encoder with the defaults of M2SNetTrainer otherwise
 # (paper optimiser, Dice+CE, decoder at stride 4, no side heads), LossNet off (its VGG16 weights need a
 # download; offline runs cannot measure it), no ImageNet weights.
-_SCRATCH = {"use_pretrained_encoder": False, "lossnet_weight": 0.0, "scratch_recipe": None}
-_BASE = {**_SCRATCH, "encoder_name": "plans"}
+_SCRATCH = {"pretrained_encoder": False, "lossnet_weight": 0.0, "recipe": False}
+_BASE = {**_SCRATCH, "encoder": "plans"}
 ABLATIONS: dict[str, tuple[str, dict]] = {
     "res2net": ("Res2Net-50 encoder (timm), BatchNorm decoder: today's M2SNetTrainer_scratch without LossNet",
-                {**_SCRATCH, "encoder_name": "res2net50d"}),
-    "resnet18": ("ResNet-18 encoder (timm), BatchNorm decoder", {**_SCRATCH, "encoder_name": "resnet18"}),
+                {**_SCRATCH, "encoder": "res2net50d"}),
+    "resnet18": ("ResNet-18 encoder (timm), BatchNorm decoder", {**_SCRATCH, "encoder": "resnet18"}),
     "base": ("nnU-Net residual encoder from the plans, InstanceNorm decoder", dict(_BASE)),
     "refine": ("base + full-resolution refinement path", {**_BASE, "refine": True}),
-    "DS": ("base + deep supervision through side heads", {**_BASE, "use_side_heads": True}),
+    "DS": ("base + deep supervision through side heads", {**_BASE, "side_heads": True}),
     "nnunetopt": ("base + nnU-Net's optimiser (SGD 0.99, lr 0.01, poly)", {**_BASE, "optimizer_recipe": "nnunet"}),
     "structure": ("base + the paper's structure loss instead of Dice+CE", {**_BASE, "seg_loss": "structure"}),
     "batchnorm": ("base + BatchNorm in encoder and decoder",
@@ -123,14 +123,14 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
     "blocks1": ("base + one residual block per encoder stage (U-Net encoder depth)", {**_BASE, "encoder_blocks": 1}),
     # combinations of the rows above, screened after them
     "DS_refine": ("base + deep supervision + refinement path",
-                  {**_BASE, "use_side_heads": True, "refine": True}),
+                  {**_BASE, "side_heads": True, "refine": True}),
     "DS_structure": ("base + deep supervision + structure loss",
-                     {**_BASE, "use_side_heads": True, "seg_loss": "structure"}),
+                     {**_BASE, "side_heads": True, "seg_loss": "structure"}),
     # 4-stage plans (Hippocampus): the pyramid one stage deeper, X2 never at full resolution (speed issue)
     "DS_deeper": ("DS with level_mapping 'deeper' (X2 below full resolution, extra bottleneck stage for X5)",
-                  {**_BASE, "use_side_heads": True, "level_mapping": "deeper"}),
+                  {**_BASE, "side_heads": True, "level_mapping": "deeper"}),
     "DS_refine_deeper": ("DS_refine with level_mapping 'deeper'",
-                         {**_BASE, "use_side_heads": True, "refine": True, "level_mapping": "deeper"}),
+                         {**_BASE, "side_heads": True, "refine": True, "level_mapping": "deeper"}),
 }
 
 

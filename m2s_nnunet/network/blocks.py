@@ -1,25 +1,28 @@
 """Building blocks of M2SNet's decoder: conv units, the fixed multi-scale filters and the subtraction units.
 
-Blocks receive the spatial dimension (2 or 3) and pick their conv/norm/pool ops from it, the way
-``dynamic_network_architectures`` does, so the same code serves a 2D and a 3D network.
+Blocks receive the spatial dimension (2 or 3) and take their conv/norm/nonlinearity/pool ops from
+``dynamic_network_architectures``' helpers, as nnU-Net's own networks do, so the same code serves a 2D and a
+3D network and picks exactly the ops nnU-Net would.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import (
+    get_default_network_config,
+    get_matching_batchnorm,
+    get_matching_instancenorm,
+    get_matching_pool_op,
+)
 from torch import nn
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-_NORM = {
-    "batch": {2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
-    # nnU-Net's choice for small 3D batches, where batch statistics are noisy
-    "instance": {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
-}
-_AVG_POOL = {2: F.avg_pool2d, 3: F.avg_pool3d}
+# the decoder's norm choices: BatchNorm (the paper's) and InstanceNorm (nnU-Net's for small 3D batches, where
+# batch statistics are noisy), as ``get_default_network_config`` names them
+NORM_TYPES = {"batch": "bn", "instance": "in"}
 # norms the fixed filters compute on one channel (exact types: a SyncBatchNorm keeps the plain path)
-_ONE_CHANNEL_NORMS = (nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d, nn.InstanceNorm3d)
-_CONV_FN = {2: F.conv2d, 3: F.conv3d}
+_ONE_CHANNEL_NORMS = tuple(get(dimension=d) for get in (get_matching_batchnorm, get_matching_instancenorm)
+                           for d in (2, 3))
 
 
 def _check_dim(dim: int) -> None:
@@ -27,11 +30,18 @@ def _check_dim(dim: int) -> None:
         raise ValueError(f"spatial dimension must be 2 or 3, got {dim}")
 
 
+def network_config(dim: int = 2, norm: str = "batch") -> dict:
+    """nnU-Net's conv/norm/ReLU configuration for ``dim`` and a norm named "batch" or "instance"."""
+    _check_dim(dim)
+    if norm not in NORM_TYPES:
+        raise ValueError(f"norm must be one of {sorted(NORM_TYPES)}, got '{norm}'")
+    return get_default_network_config(dim, nonlin="ReLU", norm_type=NORM_TYPES[norm])
+
+
 def make_norm(channels: int, dim: int = 2, norm: str = "batch") -> nn.Module:
-    """BatchNorm (the paper's) or affine InstanceNorm, for ``dim`` spatial dimensions."""
-    if norm not in _NORM:
-        raise ValueError(f"norm must be one of {sorted(_NORM)}, got '{norm}'")
-    return _NORM[norm][dim](channels, affine=True) if norm == "instance" else _NORM[norm][dim](channels)
+    """BatchNorm (the paper's) with default arguments, or affine InstanceNorm, for ``dim`` spatial dimensions."""
+    norm_op = network_config(dim, norm)["norm_op"]
+    return norm_op(channels, affine=True) if norm == "instance" else norm_op(channels)
 
 
 def resize_to(x: torch.Tensor, reference: torch.Tensor | tuple[int, ...]) -> torch.Tensor:
@@ -47,15 +57,15 @@ def resize_to(x: torch.Tensor, reference: torch.Tensor | tuple[int, ...]) -> tor
 
 
 class ConvNormAct(nn.Sequential):
-    """conv(k=3, padding 1) -> BatchNorm -> ReLU: the unit every decoder stage of M2SNet is made of."""
+    """conv(k=3, padding 1) -> norm -> ReLU: the unit every decoder stage of M2SNet is made of."""
 
     def __init__(self, in_channels: int, out_channels: int, dim: int = 2, kernel_size: int = 3,
                  norm: str = "batch") -> None:
-        _check_dim(dim)
+        config = network_config(dim, norm)
         super().__init__(
-            _CONV[dim](in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            config["conv_op"](in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
             make_norm(out_channels, dim, norm),
-            nn.ReLU(inplace=True),
+            config["nonlin"](**config["nonlin_kwargs"]),
         )
 
 
@@ -85,13 +95,16 @@ class FixedAllOnesFilter(nn.Module):
         self.fast_path = fast_path
         self.register_buffer("weight", torch.ones((channels, channels) + (kernel_size,) * dim), persistent=False)
         self.norm = make_norm(channels, dim, norm)
-        self.act = nn.ReLU(inplace=True)
+        config = network_config(dim, norm)
+        self.act = config["nonlin"](**config["nonlin_kwargs"])
+        # the mean over each window; no state, so checkpoints are unchanged
+        self.box_pool = get_matching_pool_op(dimension=dim, pool_type="avg")(kernel_size, stride=1)
 
     def box_filter(self, x: torch.Tensor) -> torch.Tensor:
         """The pre-normalisation response of the all-ones convolution, shape (B, C, *spatial)."""
         if not self.fast_path:
-            k = self.kernel_size
-            return _CONV_FN[self.dim](x, self.weight.to(x.dtype), padding=k // 2)
+            conv = F.conv3d if self.dim == 3 else F.conv2d  # functional: the all-ones weight is a buffer
+            return conv(x, self.weight.to(x.dtype), padding=self.kernel_size // 2)
         box = self.channel_sum_box(x)
         return box.expand(-1, self.channels, *box.shape[2:])
 
@@ -101,7 +114,7 @@ class FixedAllOnesFilter(nn.Module):
         # Zero-pad explicitly (avg_pool3d refuses inputs smaller than its kernel even when padded): the mean
         # over each k^dim window times k^dim is the zero-padded box sum the all-ones convolution computes.
         channel_sum = F.pad(x.sum(dim=1, keepdim=True), [k // 2] * (2 * self.dim))
-        return _AVG_POOL[self.dim](channel_sum, k, stride=1) * float(k**self.dim)
+        return self.box_pool(channel_sum) * float(k**self.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast_path and type(self.norm) in _ONE_CHANNEL_NORMS and self.norm.weight is not None:

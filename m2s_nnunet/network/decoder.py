@@ -1,10 +1,10 @@
 """The boxes of M2SNet after the encoder: the subtraction pyramid, the level aggregation, the top-down
 decoder, the optional refinement path and the segmentation heads.
 
-Box names follow the paper's figure (Zhao et al. 2023, arXiv 2303.10894) and ``M2SNET_SPEC.md``. The
-container types (``ModuleDict``/``ModuleList``) and their indices keep the checkpoint layout of every
-earlier version (``pyramid.d54``, ``aggregate.0`` = L3, ``decode.0`` = O4), so old checkpoints load; the
-named accessors below are what code should use.
+Box names follow the paper's figure (Zhao et al. 2023, arXiv 2303.10894). The container types
+(``ModuleDict``/``ModuleList``) and their indices keep the checkpoint layout of every earlier version
+(``pyramid.d54``, ``aggregate.0`` = L3, ``decode.0`` = O4), so old checkpoints load; the named accessors
+below are what code should use.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 from torch import nn
 
-from m2s_nnunet.network.blocks import _CONV, ConvNormAct, MultiScaleFilters, MultiScaleSubtractionUnit, resize_to
+from m2s_nnunet.network.blocks import ConvNormAct, MultiScaleFilters, MultiScaleSubtractionUnit, resize_to
 
 PYRAMID_UNITS = ("d54", "d43", "d32", "d21", "d543", "d432", "d321", "d5432", "d4321", "d54321")
 
@@ -105,7 +106,7 @@ class SegmentationHeads(nn.Module):
     def __init__(self, width: int, num_classes: int, side_heads: bool, dim: int = 2,
                  main_channels: int | None = None) -> None:
         super().__init__()
-        conv = _CONV[dim]
+        conv = convert_dim_to_conv_op(dim)
         layers = [conv(main_channels or width, num_classes, 3, padding=1)]
         if side_heads:
             layers += [conv(width, num_classes, 1) for _ in range(3)]

@@ -13,6 +13,7 @@ with warnings.catch_warnings():  # timm's import trips a torch.jit deprecation w
     warnings.simplefilter("ignore", FutureWarning)
     import timm
 
+from m2s_nnunet.network.encoder_protocol import EncoderFeatures, FeatureLevel
 from m2s_nnunet.settings import DEFAULT_ENCODER, LIGHT_ENCODER  # noqa: F401  (re-exported)
 
 
@@ -53,6 +54,13 @@ def map_levels(reductions: list[int], channels: list[int], encoder_name: str = "
     )
 
 
+def _submodule_name(body: nn.Module, name: str) -> str:
+    """timm's feature module name as a path in the encoder (``FeatureListNet`` flattens 'stages.0' to 'stages_0')."""
+    modules = dict(body.named_modules())
+    found = next((n for n in (name, name.replace(".", "_")) if n in modules), name)
+    return f"body.{found}"
+
+
 class TimmEncoder(nn.Module):
     """A timm ``features_only`` model returning [X1, X2, X3, X4, X5] (X1 and X2 at stride 4)."""
 
@@ -68,19 +76,23 @@ class TimmEncoder(nn.Module):
             raise ValueError(f"unknown timm encoder '{name}': {err}") from err
         info = self.body.feature_info
         self.level_map = map_levels(list(info.reduction()), list(info.channels()), name)
-        self.channels: tuple[int, ...] = self.level_map.channels
-        self.dim = 2
-        reductions = [info.reduction()[i] for i in self.level_map.indices]
-        reductions[0] = 4 if self.level_map.pool_x1 else reductions[0]
-        self.level_strides: tuple[tuple[int, ...], ...] = tuple((r, r) for r in reductions)
+        all_reductions = list(info.reduction())
+        x2_reduction = all_reductions[self.level_map.indices[1]]
         # features finer than X2 (coarse to fine) for M2SNet's optional refinement path; for ResNets the
         # stride-2 stem before its max-pool
-        all_reductions = list(info.reduction())
-        finer = sorted({r for r in all_reductions if r < reductions[1]}, reverse=True)
+        finer = sorted({r for r in all_reductions if r < x2_reduction}, reverse=True)
         self.fine_indices = tuple(max(i for i, r in enumerate(all_reductions) if r == f) for f in finer)
-        self.fine_channels: tuple[int, ...] = tuple(info.channels()[i] for i in self.fine_indices)
+
+        def level(index: int, reduction: int) -> FeatureLevel:
+            return FeatureLevel(info.channels()[index], (reduction, reduction),
+                                _submodule_name(self.body, info.module_name()[index]))
+
+        # X1 is max-pooled to X2's stride when it comes from a finer map, so it has X2's reduction
+        levels = [level(self.level_map.indices[0], x2_reduction)]
+        levels += [level(i, all_reductions[i]) for i in self.level_map.indices[1:]]
+        fine = tuple(level(i, all_reductions[i]) for i in self.fine_indices)
+        self.feature_info = EncoderFeatures(tuple(levels), fine)
         self.requires_divisible_input = False  # timm CNNs pad odd sizes themselves
-        self.level_mapping = "last4"  # the paper's: the last four stages are X2..X5
 
     @property
     def first_conv(self) -> str:

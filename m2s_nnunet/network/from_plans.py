@@ -36,4 +36,6 @@ def build_m2snet(settings: M2SNetSettings, configuration: dict, in_channels: int
     if any(p < m for p, m in zip(patch, net.min_input_size)):
         raise ValueError(f"patch size {patch} is smaller than M2SNet's minimum input {list(net.min_input_size)} "
                          "(the encoder's total stride); use `m2s-nnunet plan` or a larger patch_size")
+    # what a checkpoint that does not fit is compared with (M2SNet.load_state_dict names the settings that differ)
+    net.built_with, net.plans_configuration = settings, configuration
     return net

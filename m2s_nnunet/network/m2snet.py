@@ -1,11 +1,11 @@
 """M2SNet: encoder -> multi-scale subtraction pyramid -> top-down decoder -> segmentation head(s).
 
-Written once for 2D and 3D: the encoder says its dimension and the strides of its levels, and every
-block picks its ops from that dimension.
+Written once for 2D and 3D: the encoder describes its levels in ``feature_info`` (channels and per-axis
+strides, hence the dimension), and every block picks its ops from that dimension.
 
-Box names follow the paper's figure (Zhao et al. 2023, arXiv 2303.10894) and ``M2SNET_SPEC.md``:
-R2..R5 are the reduced encoder levels, Dxy the subtraction units of the pyramid, L1..L4 the per-scale
-aggregations, T the top conv on X5, O4..O1 the decoder stages.
+Box names follow the paper's figure (Zhao et al. 2023, arXiv 2303.10894): R2..R5 are the reduced encoder
+levels, Dxy the subtraction units of the pyramid, L1..L4 the per-scale aggregations, T the top conv on X5,
+O4..O1 the decoder stages.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from m2s_nnunet.network.decoder import (
     SubtractionPyramid,
 )
 from m2s_nnunet.network.encoder import DEFAULT_ENCODER, TimmEncoder
-from m2s_nnunet.network.encoder_protocol import M2SEncoder
+from m2s_nnunet.network.encoder_protocol import EncoderFeatures, M2SEncoder
 
 
 class M2SNet(nn.Module):
@@ -66,11 +66,17 @@ class M2SNet(nn.Module):
         self.num_classes = num_classes
         self.deep_supervision = deep_supervision
         self.encoder = TimmEncoder(encoder, in_channels) if isinstance(encoder, str) else encoder
+        # checked first: it is what M2SNet is built from, and the protocol check below cannot look inside it
+        info = getattr(self.encoder, "feature_info", None)
+        if not isinstance(info, EncoderFeatures):
+            found = "none" if info is None else f"a {type(info).__name__}"
+            raise TypeError(f"{type(self.encoder).__name__}.feature_info must be an EncoderFeatures describing "
+                            f"the levels X1..X5 (m2s_nnunet.network.encoder_protocol), got {found}")
         if not isinstance(self.encoder, M2SEncoder):
             raise TypeError(f"{type(self.encoder).__name__} does not implement the M2SEncoder protocol "
-                            "(network/encoder_protocol.py)")
-        dim = self.dim = self.encoder.dim
-        c1, c2, c3, c4, c5 = self.encoder.channels
+                            "(m2s_nnunet.network.encoder_protocol)")
+        dim = self.dim = info.dim
+        c1, c2, c3, c4, c5 = info.channels
 
         def unit(c_in: int) -> ConvNormAct:
             return ConvNormAct(c_in, width, dim, norm=norm)
@@ -85,7 +91,7 @@ class M2SNet(nn.Module):
         self.aggregate = LevelAggregation(width, dim, norm)  # L3, L2, L1 (L4 = D54)
         self.top = unit(c5)  # T
         self.decode = M2SDecoder(width, dim, norm)  # O4, O3, O2
-        fine = tuple(self.encoder.fine_channels) if refine else ()
+        fine = info.fine_channels if refine else ()
         self.refine = refine and bool(fine)
         main_channels = width
         if self.refine:
@@ -99,25 +105,43 @@ class M2SNet(nn.Module):
         self.head = SegmentationHeads(width, num_classes, side_heads, dim, main_channels)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Name the setting when a checkpoint was trained with the other ``level_mapping`` (4-stage plans) or
-        the other ``refine``, instead of PyTorch's list of missing and unexpected keys."""
-        # only 4-stage plans build an extra stage for "deeper"; elsewhere both mappings give one layout
-        built_extra = getattr(self.encoder, "extra_stage", None) is not None
-        trained_extra = any(k.startswith("encoder.extra_stage.") for k in state_dict)
-        if strict and built_extra != trained_extra:
-            trained, built = ("deeper", "last4") if trained_extra else ("last4", "deeper")
-            raise RuntimeError(
-                f"this checkpoint was trained with level_mapping \"{trained}\", but the plans and trainer build "
-                f"\"{built}\": set \"m2snet\": {{\"level_mapping\": \"{trained}\"}} for this configuration in the "
-                "plans.json of the trained model folder (or use the trainer it was trained with).")
-        trained_refine = any(k.startswith("refine_stages.") for k in state_dict)
-        if strict and self.refine != trained_refine:
-            trained, built = ("with", "without") if trained_refine else ("without", "with")
-            raise RuntimeError(
-                f"this checkpoint was trained {trained} the refinement path, but the plans and trainer build M2SNet "
-                f"{built} it: set \"m2snet\": {{\"refine\": {str(trained_refine).lower()}}} for this configuration in "
-                "the plans.json of the trained model folder (or use the trainer it was trained with).")
+        """PyTorch's, except for a checkpoint of another layout: a network built for a model that records no
+        settings (m2s-nnunet <= 0.6; ``layout_resolver`` set by the trainer) becomes the network the checkpoint's
+        layout says; any other gets an error that names the settings that differ."""
+        if strict:
+            from m2s_nnunet.network.layout import LayoutError, describe_difference, layout_of, settings_difference
+
+            difference = describe_difference(layout_of(self), layout_of(state_dict))
+            resolver = getattr(self, "layout_resolver", None)
+            if difference and resolver is not None:
+                self._become(resolver(state_dict))
+            elif difference:
+                built = getattr(self, "built_with", None)
+                named = ""
+                if built is not None:
+                    try:
+                        from m2s_nnunet.network.layout import infer_settings
+
+                        trained = infer_settings(state_dict, built, self.plans_configuration, self.in_channels,
+                                                 self.num_classes)
+                        named = f"it was trained with {settings_difference(trained, built)}; "
+                    except (LayoutError, AttributeError):
+                        named = ""
+                raise LayoutError(f"this checkpoint does not fit the network built for it: {named}{difference}",
+                                  fix="build the network the model records (the plans.json of its model folder), "
+                                      "or use the trainer it was trained with")
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _become(self, other: M2SNet) -> None:
+        """Take over ``other``'s modules and attributes in place (the predictor holds a reference to ``self``)."""
+        device = next(self.parameters()).device
+        training = self.training
+        resolver = getattr(self, "layout_resolver", None)
+        self.__dict__.clear()
+        self.__dict__.update(other.__dict__)
+        if resolver is not None:
+            self.layout_resolver = resolver  # another fold of the same model may have another layout too
+        self.to(device).train(training)
 
     @property
     def has_side_heads(self) -> bool:
@@ -126,12 +150,12 @@ class M2SNet(nn.Module):
     @property
     def side_head_scales(self) -> list[list[float]]:
         """Per-axis scale of the O2, O3, O4 side outputs relative to the input (nnU-Net's DS scales)."""
-        return [[1.0 / s for s in strides] for strides in self.encoder.level_strides[1:4]]
+        return [[1.0 / s for s in strides] for strides in self.encoder.feature_info.reductions[1:4]]
 
     @property
     def min_input_size(self) -> tuple[int, ...]:
         """The smallest input per axis: the encoder's total stride."""
-        return tuple(self.encoder.level_strides[-1])
+        return self.encoder.feature_info.reductions[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if x.dim() != self.dim + 2 or x.shape[1] != self.in_channels:

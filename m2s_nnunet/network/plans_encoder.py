@@ -8,14 +8,18 @@ it trains from scratch. Used by 3D M2SNet, and optionally in 2D as an alternativ
 from __future__ import annotations
 
 import pydoc
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from dynamic_network_architectures.building_blocks.residual import StackedResidualBlocks
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from torch import nn
 
+from m2s_nnunet.network.blocks import NORM_TYPES, network_config
+from m2s_nnunet.network.encoder_protocol import EncoderFeatures, FeatureLevel
 from m2s_nnunet.settings import LEVEL_MAPPINGS, deeper_moves_pyramid
 
 # Residual blocks per stage when the plans (PlainConvUNet) give none: two per stage after the first, about
@@ -30,8 +34,6 @@ def _locate(value):
             raise ValueError(f"cannot import '{value}' named in the plans")
         return found
     return value
-
-
 
 
 def level_indices(n_stages: int, mapping: str = "last4") -> tuple[int, int, int, int, int]:
@@ -57,12 +59,6 @@ def level_indices(n_stages: int, mapping: str = "last4") -> tuple[int, int, int,
     return (max(x2 - 1, 0), x2, x2 + 1, x2 + 2, x2 + 3)
 
 
-_NORM_OPS = {
-    "instance": {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
-    "batch": {2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
-}
-
-
 def blocks_per_stage(arch_kwargs: dict, override: int | list[int] | tuple[int, ...] | None = None) -> list[int]:
     """Residual blocks per stage: an override (one number for every stage, or a list), else the plans' own
     (nnU-Net's ResEnc presets bring them), else ``DEFAULT_BLOCKS``."""
@@ -77,7 +73,7 @@ def blocks_per_stage(arch_kwargs: dict, override: int | list[int] | tuple[int, .
 
 
 class PlansEncoder(nn.Module):
-    """nnU-Net's residual encoder returning [X1, ..., X5] and their per-axis strides.
+    """nnU-Net's residual encoder returning [X1, ..., X5], described with their per-axis strides in ``feature_info``.
 
     ``n_blocks_per_stage`` overrides the depth (see ``blocks_per_stage``); ``norm`` ("instance" or "batch")
     overrides the plans' normalisation (nnU-Net plans InstanceNorm); ``level_mapping`` picks the stages of
@@ -90,13 +86,13 @@ class PlansEncoder(nn.Module):
         super().__init__()
         n_stages = int(arch_kwargs["n_stages"])
         conv_op = _locate(arch_kwargs["conv_op"])
-        self.dim = 3 if conv_op is nn.Conv3d else 2
+        dim = convert_conv_op_to_dim(conv_op)
         blocks = blocks_per_stage(arch_kwargs, n_blocks_per_stage)
         norm_op, norm_kwargs = _locate(arch_kwargs.get("norm_op")), arch_kwargs.get("norm_op_kwargs")
         if norm is not None:
-            if norm not in _NORM_OPS:
-                raise ValueError(f"encoder norm must be one of {sorted(_NORM_OPS)}, got '{norm}'")
-            norm_op, norm_kwargs = _NORM_OPS[norm][self.dim], {"eps": 1e-5, "affine": True}
+            if norm not in NORM_TYPES:
+                raise ValueError(f"encoder norm must be one of {sorted(NORM_TYPES)}, got '{norm}'")
+            norm_op, norm_kwargs = network_config(dim, norm)["norm_op"], {"eps": 1e-5, "affine": True}
         self.blocks = tuple(blocks)
         self.body = ResidualEncoder(
             input_channels=in_channels,
@@ -113,7 +109,7 @@ class PlansEncoder(nn.Module):
             nonlin_kwargs=arch_kwargs.get("nonlin_kwargs"),
             return_skips=True,
         )
-        self.name = f"plans-residual-encoder-{self.dim}d"
+        self.name = f"plans-residual-encoder-{dim}d"
         self.in_channels = in_channels
         self.level_mapping = level_mapping
         self.indices = level_indices(n_stages, level_mapping)
@@ -127,15 +123,19 @@ class PlansEncoder(nn.Module):
                 nonlin=_locate(arch_kwargs.get("nonlin")), nonlin_kwargs=arch_kwargs.get("nonlin_kwargs"))
             features.append(features[-1])
             stage_strides = np.concatenate([stage_strides, np.ones_like(stage_strides[:1])])
-        self.channels: tuple[int, ...] = tuple(features[i] for i in self.indices)
-        cumulative = np.cumprod(stage_strides, axis=0)
-        strides = [tuple(int(s) for s in cumulative[i]) for i in self.indices]
-        self.x1_pool = tuple(b // a for a, b in zip(strides[0], strides[1]))  # X1 -> X2 resolution
-        strides[0] = strides[1]
+        reductions = [tuple(int(s) for s in r) for r in np.cumprod(stage_strides, axis=0)]
+        x2 = reductions[self.indices[1]]
+        self.x1_pool = tuple(b // a for a, b in zip(reductions[self.indices[0]], x2))  # X1 -> X2 resolution
         # stages finer than X2 (coarse to fine: stride 2, then 1) for M2SNet's optional refinement path
         self.fine_indices = tuple(range(self.indices[1] - 1, -1, -1))
-        self.fine_channels: tuple[int, ...] = tuple(features[i] for i in self.fine_indices)
-        self.level_strides: tuple[tuple[int, ...], ...] = tuple(strides)
+
+        def level(stage: int) -> FeatureLevel:
+            module = "extra_stage" if stage == n_stages else f"body.stages.{stage}"
+            return FeatureLevel(features[stage], reductions[stage], module)
+
+        x1 = replace(level(self.indices[0]), reduction=x2)  # pooled to X2's resolution in ``features``
+        self.feature_info = EncoderFeatures((x1, *(level(i) for i in self.indices[1:])),
+                                            tuple(level(i) for i in self.fine_indices))
         self.first_conv = ""  # no pretrained weights to adapt
         # nnU-Net's residual blocks need sizes divisible by the strides (its patches always are)
         self.requires_divisible_input = True
@@ -147,7 +147,7 @@ class PlansEncoder(nn.Module):
             skips = [*skips, self.extra_stage(skips[-1])]
         levels = [skips[i] for i in self.indices]
         if any(k > 1 for k in self.x1_pool):
-            pool = F.max_pool3d if self.dim == 3 else F.max_pool2d
+            pool = F.max_pool3d if self.feature_info.dim == 3 else F.max_pool2d
             levels[0] = pool(levels[0], kernel_size=self.x1_pool, stride=self.x1_pool)
         return levels, [skips[i] for i in self.fine_indices]
 

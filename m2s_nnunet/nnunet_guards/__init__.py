@@ -7,14 +7,15 @@ trains or predicts; the shim calls :func:`install`, which adds:
   anything (nnU-Net's normaliser dies with an ``IndexError`` on an RGBA image before M2SNet's own clear message);
 * ``orphaned_workers``: data-augmentation workers forked by the training process exit when it is gone (after a
   ``kill -9`` they kept running, ~700 MB each);
-* ``clean_errors``: our input errors (``m2s_nnunet.errors.UserError``) print as one message, without a traceback.
+* ``clean_errors``: our input errors (``m2s_nnunet.errors.UserError``) print as one message, without a traceback;
+* ``pretrained_weights``: ``-pretrained_weights`` builds the network the weights were trained with.
 
 Installing twice is harmless.
 """
 
 from __future__ import annotations
 
-from m2s_nnunet.nnunet_guards import clean_errors, input_channels, orphaned_workers
+from m2s_nnunet.nnunet_guards import clean_errors, input_channels, orphaned_workers, pretrained_weights
 
 
 def install() -> None:
@@ -22,3 +23,4 @@ def install() -> None:
     clean_errors.install()
     orphaned_workers.install()
     input_channels.install()
+    pretrained_weights.install()

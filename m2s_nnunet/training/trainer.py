@@ -1,10 +1,13 @@
 """M2SNetTrainer: nnU-Net v2's trainer with M2SNet as the network and Dice+CE + 0.1 x LossNet as the loss.
 
 Everything else (data loading, augmentation, sliding-window validation, checkpoints, 5-fold CV) is
-nnU-Net's own. Variants are small subclasses that change class attributes (see ``variants.py``).
+nnU-Net's own. Variants are small subclasses that set settings by name (see ``variants.py`` and
+``m2s_nnunet/settings.py``). A trained model records its settings; every later version builds that network.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,19 +18,30 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 from torch._dynamo import OptimizedModule
 
+from m2s_nnunet import __version__
 from m2s_nnunet.envflags import NNUNET_TRUE, foreign_flag
 from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network.from_plans import build_m2snet
+from m2s_nnunet.network.layout import LAYOUT_FIELDS, LegacyLayout, settings_difference
 from m2s_nnunet.settings import (
-    DECODER_WIDTH_2D,
-    DECODER_WIDTH_3D,
-    DEFAULT_ENCODER,
-    SCRATCH_RECIPE,
+    PLANS_KEY,
+    RECORD_KEY,
     M2SNetSettings,
     SettingsError,
+    derive_settings,
+    recorded_settings,
     settings_for,
+    variant_choices,
+    with_plans_entry,
+    with_record,
 )
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
+from m2s_nnunet.training.model_record import (
+    model_folder_settings,
+    network_weights,
+    read_checkpoint,
+    settings_of_checkpoint,
+)
 from m2s_nnunet.training.schedule import GroupLRSchedule
 from m2s_nnunet.weights import (
     PRETRAINED_ENV,
@@ -52,9 +66,14 @@ class M2SNetTrainer(nnUNetTrainer):
     """M2SNet (Res2Net-50 encoder, ImageNet weights) trained with Dice+CE + 0.1 x LossNet.
 
     2D RGB configurations use the timm encoder with ImageNet weights, as the paper does. Where those weights
-    do not apply (3D configurations, inputs that are not 3-channel), the from-scratch recipe replaces the
-    network and optimiser settings it names (``m2s_nnunet/settings.py``): nnU-Net's residual encoder built
-    from the plans and deep supervision; LossNet stays (on slices in 3D).
+    do not apply (3D configurations, inputs that are not 3-channel), the from-scratch recipe fills the settings
+    (``m2s_nnunet/settings.py``): nnU-Net's residual encoder built from the plans and deep supervision; LossNet
+    stays (on slices in 3D).
+
+    Variants set any field of ``M2SNetSettings`` as a class attribute of the same name (``encoder = "resnet18"``,
+    ``side_heads = True``, ``recipe = False``, ...); this class sets none, so the plans, the recipe and the paper
+    decide. Precedence, highest first: the settings recorded with a trained model, the variant's attributes, the
+    plans' m2snet block, the recipe, the paper's defaults.
 
     Optimiser (the paper's recipe, Zhao et al. 2023): SGD, Nesterov, momentum 0.9, weight decay 5e-4,
     base lr 0.05 for the decoder and 10x lower for the pretrained backbone, triangular schedule (rise to
@@ -64,33 +83,6 @@ class M2SNetTrainer(nnUNetTrainer):
     equal budget; ``_50epochs``/``_100epochs`` are closer to the paper's budget.
     """
 
-    # What variants change (the paper's model here). Read by the classmethods below too, so the predictor
-    # builds the same network. Where ImageNet weights do not apply, ``scratch_recipe`` replaces the keys it
-    # names (see m2s_nnunet/settings.py); None keeps the class attributes everywhere.
-    scratch_recipe: dict | None = SCRATCH_RECIPE
-    encoder_name: str = DEFAULT_ENCODER
-    decoder_width: int = DECODER_WIDTH_2D
-    decoder_width_3d: int = DECODER_WIDTH_3D
-    use_side_heads: bool = False
-    use_pretrained_encoder: bool = True
-    lossnet_weight: float = 0.1
-    backbone_lr_factor: float = 0.1
-    lr_schedule: str = "triangular"
-    # "paper": SGD momentum 0.9, lr 0.05, wd 5e-4, ``lr_schedule``; "nnunet": nnU-Net's SGD momentum 0.99,
-    # lr 0.01, wd 3e-5, poly decay (the recipe nnU-Net tuned for randomly initialised networks)
-    optimizer_recipe: str = "paper"
-    # "dice_ce": nnU-Net's Dice+CE (Dice+BCE with regions); "structure": the paper's weighted BCE + weighted
-    # IoU (binary tasks and region-based training)
-    seg_loss: str = "dice_ce"
-    # full-resolution refinement path through the encoder's finer stages (M2SNet(refine=)); "auto": only where
-    # the "deeper" level mapping moved the pyramid off the full-resolution stage (settings.resolve_refine)
-    refine: bool | str = False
-    decoder_norm: str | None = None  # None: BatchNorm with a timm encoder, InstanceNorm with the plans encoder
-    encoder_norm: str | None = None  # plans encoder only; None: the plans' norm_op (InstanceNorm)
-    encoder_blocks: int | tuple[int, ...] | None = None  # plans encoder only; None: the plans' own or the default
-    # plans encoder only: "last4": X2..X5 are the last four stages; "deeper" (the recipe's) never puts X2 at
-    # full resolution (with 4-stage plans X5 is an extra stride-1 stage; plans_encoder.level_indices)
-    level_mapping: str = "last4"
     # Schedule overrides (None keeps nnU-Net's 1000 epochs x 250 training / 50 validation iterations).
     epochs: int | None = None
     iterations_per_epoch: int | None = None
@@ -99,46 +91,129 @@ class M2SNetTrainer(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        channels = determine_num_input_channels(self.plans_manager, self.configuration_manager, dataset_json)
-        self.settings = self.m2snet_settings(self.configuration_manager, channels)
-        self.enable_deep_supervision = self.settings.side_heads
+        self.num_input_channels = determine_num_input_channels(self.plans_manager, self.configuration_manager,
+                                                               dataset_json)
         self.num_epochs = self.epochs or self.num_epochs
         self.num_iterations_per_epoch = self.iterations_per_epoch or self.num_iterations_per_epoch
         self.num_val_iterations_per_epoch = self.val_iterations_per_epoch or self.num_val_iterations_per_epoch
-        if self.settings.optimizer_recipe == "paper":
-            self.initial_lr, self.weight_decay, self.momentum = 0.05, 5e-4, 0.9
-        else:  # nnU-Net's own values (nnUNetTrainer.__init__ and configure_optimizers)
-            self.initial_lr, self.weight_decay, self.momentum = 1e-2, 3e-5, 0.99
         self._restoring_checkpoint = False
+        self._initial_weights: str | None = None  # -pretrained_weights: the file every weight comes from
         self.encoder_weights_source: str | None = None
+        # A refusal (a variant's choice this configuration cannot have) waits for initialize(): --c and --val of a
+        # model trained before the refusal existed take the network its checkpoint records instead.
+        self._refusal: SettingsError | None = None
+        try:
+            derived = self.m2snet_settings(self.configuration_manager, self.num_input_channels)
+        except SettingsError as err:
+            self._refusal = err
+            derived = derive_settings(type(self).__name__, {}, self.configuration_manager.configuration,
+                                      self.num_input_channels)
+        found = model_folder_settings(Path(self.output_folder_base), configuration, type(self).__name__, fold,
+                                      derived, self.num_input_channels, self.label_manager.num_segmentation_heads)
+        if found is not None:
+            self._refusal = None
+        self._use_settings(*(found or (derived, "derived from the trainer, the plans and the recipe")))
 
-    # ---- network -------------------------------------------------------------------------------------
+    # ---- settings --------------------------------------------------------------------------------------
     @classmethod
     def m2snet_settings(cls, configuration_manager: ConfigurationManager | dict,
                         num_input_channels: int) -> M2SNetSettings:
-        """All settings for this configuration and channel count (``m2s_nnunet/settings.py``): the class's,
-        the from-scratch recipe where ImageNet weights do not apply, then the plans' m2snet block."""
+        """This class's settings for one configuration and channel count (``m2s_nnunet/settings.py``): the
+        recorded ones where the configuration holds a record of this trainer, otherwise derived."""
         configuration = getattr(configuration_manager, "configuration", configuration_manager)
-        try:
-            return settings_for(cls, configuration, num_input_channels)
-        except SettingsError as err:
-            raise RuntimeError(str(err)) from err
+        return settings_for(cls, configuration, num_input_channels)
 
+    def _use_settings(self, settings: M2SNetSettings, source: str) -> None:
+        """Train ``settings`` and record them: in the plans this trainer holds, which nnU-Net saves as the model
+        folder's plans.json and in every checkpoint."""
+        self.settings, self.settings_source = settings, source
+        self.enable_deep_supervision = settings.side_heads
+        if settings.optimizer_recipe == "paper":
+            self.initial_lr, self.weight_decay, self.momentum = 0.05, 5e-4, 0.9
+        else:  # nnU-Net's own values (nnUNetTrainer.__init__ and configure_optimizers)
+            self.initial_lr, self.weight_decay, self.momentum = 1e-2, 3e-5, 0.99
+        raw = self.plans_manager.plans["configurations"][self.configuration_name]
+        resolved = self.configuration_manager.configuration
+        block = with_record(resolved, settings, type(self).__name__)[PLANS_KEY]
+        raw[PLANS_KEY] = block  # its own block: an inherited one is replaced whole by nnU-Net's inheritance
+        resolved[PLANS_KEY] = block
+
+    def _adopt_checkpoint_settings(self, checkpoint: dict, where: str) -> None:
+        """Build the network a checkpoint was trained with (``--c``, ``--val``), whatever today's rules say."""
+        trained, source = settings_of_checkpoint(checkpoint, where, self.settings,
+                                                 self.configuration_manager.configuration, self.num_input_channels,
+                                                 self.label_manager.num_segmentation_heads)
+        self._refusal = None  # the checkpoint decides what this run builds
+        if trained == self.settings:
+            return
+        if self.was_initialized:
+            raise RuntimeError(f"{where} was trained with other settings than the network this trainer has already "
+                               f"built ({settings_difference(trained, self.settings) or 'training settings'}): "
+                               "load the checkpoint before initialize()")
+        self._use_settings(trained, source)
+
+    def use_pretrained_network(self, filename: str) -> None:
+        """``-pretrained_weights``: build the network those weights were trained with (the layout settings; the
+        heads, the schedule and the loss stay this trainer's), and take no ImageNet weights."""
+        if self.was_initialized:
+            raise RuntimeError("use_pretrained_network must run before initialize()")
+        checkpoint = read_checkpoint(filename)
+        trained, source = settings_of_checkpoint(checkpoint, filename, self.settings,
+                                                 self.configuration_manager.configuration, self.num_input_channels,
+                                                 self.label_manager.num_segmentation_heads)
+        if trained.dim != self.settings.dim:
+            raise SettingsError(f"{filename} holds a {trained.dim}D M2SNet, but this configuration is "
+                                f"{self.settings.dim}D: fine-tune from a model of the same configuration")
+        layout = {name: getattr(trained, name) for name in LAYOUT_FIELDS if name != "side_heads"}
+        self._use_settings(self.settings.replace(**layout, pretrained_encoder=trained.pretrained_encoder),
+                           f"the network of {filename} ({source})")
+        self._initial_weights = filename
+
+    def _log_settings_source(self) -> None:
+        """Where the settings came from and, for recorded ones, how today's rules would differ."""
+        self.print_to_log_file(f"M2SNet settings {self.settings_source}.")
+        if self.settings_source.startswith("derived"):
+            return
+        unrecorded = with_plans_entry(self.configuration_manager.configuration, **{RECORD_KEY: None})
+        try:
+            today = derive_settings(type(self).__name__, variant_choices(type(self)), unrecorded,
+                                    self.num_input_channels)
+        except SettingsError as err:
+            self.print_to_log_file(f"(m2s-nnunet {__version__} would refuse this trainer here: {err})")
+            return
+        if today != self.settings:
+            difference = settings_difference(today, self.settings) or "other training settings"
+            self.print_to_log_file(f"(m2s-nnunet {__version__} would build, for a new model: {difference}.)")
+
+    # ---- network -------------------------------------------------------------------------------------
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         """Build M2SNet from the plans (never loads weights: this also runs at predict time).
 
-        2D configurations get the timm encoder (ImageNet weights are loaded later, in ``initialize``), 3D
-        configurations (3d_fullres, 3d_lowres, cascades) nnU-Net's residual encoder built from the plans.
+        A configuration that records this trainer's settings (every model trained since m2s-nnunet 0.7, and the
+        trainer itself while it trains) builds exactly those. One without a record belongs to a model of 0.6 or
+        older: the network is built by today's rules and, when nnU-Net loads that model's weights, becomes the
+        network their layout says (``network.layout``), even where today's rules refuse this trainer.
         """
-        settings = cls.m2snet_settings(configuration_manager, num_input_channels)
+        configuration = configuration_manager.configuration
+        recorded = recorded_settings(configuration, cls.__name__) is not None
         try:
-            return build_m2snet(settings, configuration_manager.configuration, num_input_channels,
-                                num_output_channels, deep_supervision=enable_deep_supervision)
+            settings = cls.m2snet_settings(configuration_manager, num_input_channels)
+        except SettingsError:
+            if recorded:
+                raise
+            settings = derive_settings(cls.__name__, {}, configuration, num_input_channels)
+        try:
+            net = build_m2snet(settings, configuration, num_input_channels, num_output_channels,
+                               deep_supervision=enable_deep_supervision)
         except ValueError as err:
             raise RuntimeError(f"cannot build M2SNet for this configuration: {err}") from err
+        if not recorded:
+            net.layout_resolver = LegacyLayout(settings, configuration, num_input_channels, num_output_channels,
+                                               enable_deep_supervision)
+        return net
 
     @property
     def uses_imagenet_encoder(self) -> bool:
@@ -149,7 +224,7 @@ class M2SNetTrainer(nnUNetTrainer):
         """Resolve every pretrained file this run needs *before* building anything, and report all that are
         missing in one error (instead of failing on VGG16 first and on the encoder on the next try)."""
         problems = []
-        if self.uses_imagenet_encoder:
+        if self.uses_imagenet_encoder and self._initial_weights is None:
             try:
                 resolve_encoder_weights(self.settings.encoder)
             except MissingWeightsError as err:
@@ -163,12 +238,17 @@ class M2SNetTrainer(nnUNetTrainer):
             raise MissingWeightsError("\n\n".join(problems))
 
     def initialize(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
         if not self._restoring_checkpoint:
             self._check_weights_available()
         super().initialize()
         net = unwrap(self.network)
+        if hasattr(net, "layout_resolver"):
+            del net.layout_resolver  # the trainer's network is the recorded one; it never swaps itself
         settings = self.settings
         n_params = sum(p.numel() for p in net.parameters())
+        self._log_settings_source()
         if settings.recipe:
             self.print_to_log_file(f"From-scratch recipe: {settings.recipe_reason}.")
         self.print_to_log_file(
@@ -179,7 +259,9 @@ class M2SNetTrainer(nnUNetTrainer):
         )
         if self._restoring_checkpoint:
             return  # the checkpoint brings every weight; ImageNet weights are not needed
-        if not settings.uses_timm_encoder:
+        if self._initial_weights is not None:
+            self.print_to_log_file(f"Every weight but the heads comes from {self._initial_weights}.")
+        elif not settings.uses_timm_encoder:
             self.print_to_log_file("Encoder built from the plans (nnU-Net residual encoder), trained from scratch.")
         elif not settings.pretrained_encoder:
             self.print_to_log_file("Encoder initialised randomly (no ImageNet weights).")
@@ -198,11 +280,19 @@ class M2SNetTrainer(nnUNetTrainer):
         super().on_train_start()
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """nnU-Net's, after making sure the network built is the one the checkpoint was trained with."""
+        if isinstance(filename_or_checkpoint, str):
+            checkpoint, where = read_checkpoint(filename_or_checkpoint), filename_or_checkpoint
+        else:
+            checkpoint, where = filename_or_checkpoint, "the checkpoint"
+        self._adopt_checkpoint_settings({**checkpoint, "network_weights": network_weights(checkpoint)}, where)
         self._restoring_checkpoint = True
         try:
             super().load_checkpoint(filename_or_checkpoint)
         finally:
             self._restoring_checkpoint = False
+        # nnU-Net takes init_args from the checkpoint; the plans in them must keep recording what this run trains
+        self.my_init_kwargs = {**self.my_init_kwargs, "plans": self.plans_manager.plans}
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         net = unwrap(self.network)

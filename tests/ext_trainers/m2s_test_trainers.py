@@ -32,9 +32,13 @@ class M2SNetTrainer_smokeResume(M2SNetTrainer_smoke):
 
 
 class M2SNetTrainer_smokeDS(M2SNetTrainer_smoke):
-    """The smoke run with deep supervision through the side heads (what M2SNetTrainer_DS adds)."""
+    """What M2SNetTrainer_DS adds to the paper's model (side heads on a timm encoder), from random weights: the
+    smoke schedule with ResNet-18 instead of the recipe, no ImageNet weights (offline tests)."""
 
-    use_side_heads = True
+    recipe = False
+    encoder = "resnet18"
+    pretrained_encoder = False
+    side_heads = True
 
 
 class M2SNetTrainer_smokeNoMirroring(M2SNetTrainer_smoke):

@@ -121,7 +121,7 @@ def test_refinement_path_reaches_full_resolution_through_the_stem():
     torch.manual_seed(0)
     plain = M2SNet(3, 2, encoder="resnet18")
     net = M2SNet(3, 2, encoder="resnet18", refine=True, side_heads=True, deep_supervision=True).train()
-    assert net.refine and net.encoder.fine_channels == (64,)  # the stride-2 stem before its max-pool
+    assert net.refine and net.encoder.feature_info.fine_channels == (64,)  # the stride-2 stem before its max-pool
     assert len(net.refine_stages) == 1 and not plain.refine and not hasattr(plain, "refine_stages")
     for module in net.modules():  # undo timm's zero-init of the last BN of each block (see the gradient test)
         if isinstance(module, torch.nn.BatchNorm2d):

@@ -9,12 +9,13 @@ from fake_plans import ANISOTROPIC, ISOTROPIC, build
 from fake_plans import arch_kwargs as _arch
 
 from m2s_nnunet.network import M2SNet
+from m2s_nnunet.network.layout import LayoutError
 from m2s_nnunet.network.plans_encoder import PlansEncoder, level_indices
 
 
 def test_anisotropic_level_strides_and_ds_scales():
     enc = PlansEncoder(1, _arch(ANISOTROPIC))
-    assert enc.level_strides == ((1, 2, 2), (1, 2, 2), (2, 4, 4), (4, 8, 8), (4, 16, 16))  # X1 pooled to X2
+    assert enc.feature_info.reductions == ((1, 2, 2), (1, 2, 2), (2, 4, 4), (4, 8, 8), (4, 16, 16))  # X1 pooled
     assert enc.x1_pool == (1, 2, 2)
     net = M2SNet(1, 2, encoder=enc, width=16, norm="instance")
     assert net.side_head_scales == [[1.0, 0.5, 0.5], [0.5, 0.25, 0.25], [0.25, 0.125, 0.125]]
@@ -45,8 +46,10 @@ def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
     net = build(four, 1, 3, encoder="plans", width=8, side_heads=True, deep_supervision=True,
                        level_mapping="deeper")
     enc = net.encoder
-    assert enc.extra_stage is not None and enc.channels == (16, 32, 48, 64, 64)
-    assert enc.level_strides == ((2, 2, 2), (2, 2, 2), (4, 4, 4), (8, 8, 8), (8, 8, 8))
+    assert enc.extra_stage is not None and enc.feature_info.channels == (16, 32, 48, 64, 64)
+    assert enc.feature_info.reductions == ((2, 2, 2), (2, 2, 2), (4, 4, 4), (8, 8, 8), (8, 8, 8))
+    assert [f.module for f in enc.feature_info.levels] == ["body.stages.0", "body.stages.1", "body.stages.2",
+                                                           "body.stages.3", "extra_stage"]
     assert net.side_head_scales == [[0.5] * 3, [0.25] * 3, [0.125] * 3]
     outputs = net(torch.randn(2, 1, 16, 24, 16))
     assert [tuple(o.shape[2:]) for o in outputs] == [(16, 24, 16), (8, 12, 8), (4, 6, 4), (2, 3, 2)]
@@ -63,12 +66,12 @@ def test_deeper_level_mapping_keeps_the_decoder_off_full_resolution():
     assert build(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper").refine
     # the default network; a checkpoint of one mapping loaded into the other names the setting to use
     default = build(four, 1, 3, encoder="plans", width=8, side_heads=True)
-    assert default.encoder.extra_stage is None and default.encoder.level_strides[1] == (1, 1, 1)
+    assert default.encoder.extra_stage is None and default.encoder.feature_info.reductions[1] == (1, 1, 1)
     build(four, 1, 3, encoder="plans", width=8, side_heads=True).load_state_dict(default.state_dict())
-    with pytest.raises(RuntimeError, match='"level_mapping": "last4"'):
+    with pytest.raises(LayoutError, match="level_mapping 'last4' \\(this network: 'deeper'\\)"):
         build(four, 1, 3, encoder="plans", width=8, side_heads=True,
                      level_mapping="deeper").load_state_dict(default.state_dict())
-    with pytest.raises(RuntimeError, match='"level_mapping": "deeper"'):
+    with pytest.raises(LayoutError, match="level_mapping 'deeper' \\(this network: 'last4'\\)"):
         default.load_state_dict(net.state_dict())
     with pytest.raises(ValueError, match="plans encoder only"):
         build({"patch_size": [64, 64]}, 3, 2, encoder="resnet18", level_mapping="deeper")
@@ -96,9 +99,9 @@ def test_a_checkpoint_with_the_other_refine_setting_names_the_fix():
     four = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": _arch(ISOTROPIC[:4])}}
     refined = build(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper")
     plain = build(four, 1, 2, encoder="plans", width=8, level_mapping="deeper")
-    with pytest.raises(RuntimeError, match='"refine": false'):
+    with pytest.raises(LayoutError, match=r"refine False \(this network: True\)"):
         refined.load_state_dict(plain.state_dict())
-    with pytest.raises(RuntimeError, match='"refine": true'):
+    with pytest.raises(LayoutError, match=r"refine True \(this network: False\)"):
         plain.load_state_dict(refined.state_dict())
     build(four, 1, 2, encoder="plans", width=8, refine=True, level_mapping="deeper").load_state_dict(
         refined.state_dict())
@@ -108,7 +111,9 @@ def test_refinement_path_uses_the_finer_plans_stages():
     strides2d = [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2], [2, 2]]
     config = {"patch_size": [64, 64], "architecture": {"arch_kwargs": _arch(strides2d, (8, 16, 24, 32, 40, 48), 2)}}
     net = build(config, 1, 3, encoder="plans", width=16, refine=True, side_heads=True, deep_supervision=True)
-    assert net.encoder.fine_channels == (16, 8) and len(net.refine_stages) == 2  # stride 2, then 1
+    fine = net.encoder.feature_info.fine
+    assert [(f.channels, f.reduction) for f in fine] == [(16, (2, 2)), (8, (1, 1))]  # stride 2, then 1
+    assert len(net.refine_stages) == 2
     outputs = net(torch.randn(2, 1, 64, 64))
     assert outputs[0].shape == (2, 3, 64, 64)
     sum(o.pow(2).mean() for o in outputs).backward()
@@ -116,7 +121,7 @@ def test_refinement_path_uses_the_finer_plans_stages():
     # 3D, five stages: X1 is the full-resolution stage pooled to X2, and it is also the one refinement step
     config3d = {"patch_size": [32, 32, 32], "architecture": {"arch_kwargs": _arch(ISOTROPIC)}}
     net3d = build(config3d, 1, 2, encoder="plans", width=8, refine=True)
-    assert net3d.encoder.fine_channels == (16,)
+    assert net3d.encoder.feature_info.fine_channels == (16,)
     with torch.no_grad():
         assert net3d(torch.randn(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
     # four stages, default mapping: X2 is already at full resolution, nothing to refine (the option is a no-op)
