@@ -98,3 +98,25 @@ def stale_preprocessed_splits(existing: Path, new: Folds | None, train_cases: li
         return (f"its folds name {len(gone)} case(s) that are no longer training cases ({short_list(gone, 5)}) and "
                 f"miss {len(new_cases)} new one(s) ({short_list(new_cases, 5)})")
     return None
+
+
+def split_fold_count(preprocessed: Path, dataset: str) -> int | None:
+    """How many folds ``<preprocessed>/<dataset>/splits_final.json`` has; None where nnU-Net has not written one yet
+    (its first training writes nnU-Net's 5-fold split)."""
+    path = Path(preprocessed) / dataset / "splits_final.json"
+    if not path.is_file():
+        return None
+    splits = read_json(path, list, "nnU-Net split", 'a list of folds, [{"train": [...], "val": [...]}, ...]')
+    if not splits:
+        raise UserError("the split holds no fold", path, 'write a list of folds, [{"train": [...], "val": [...]}, ...]')
+    return len(splits)
+
+
+def dataset_folds(dataset: str, preprocessed: Path | None = None) -> list[int]:
+    """The folds of a dataset's cross-validation: those of its ``splits_final.json`` (in ``preprocessed`` or
+    ``$nnUNet_preprocessed``), else nnU-Net's five."""
+    import os
+
+    root = preprocessed or os.environ.get("nnUNet_preprocessed")
+    count = split_fold_count(Path(root), dataset) if root else None
+    return list(range(count or 5))

@@ -20,7 +20,7 @@ ones (timeout, preemption, scancel) resubmitted and resumed with --c.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from m2s_nnunet.cv.grid import DEFAULT_FOLDS, DEFAULT_TRAINERS
+    from m2s_nnunet.cv.grid import DEFAULT_TRAINERS
 
     p = subparsers.add_parser(
         "cv", help="run the cross-validation study (folds x configurations x trainers) as SLURM jobs or locally",
@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="default: 2d, plus 3d_fullres where the plans have it")
     p.add_argument("-tr", "--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
                    help="default: %(default)s")
-    p.add_argument("-f", "--folds", nargs="+", type=int, default=list(DEFAULT_FOLDS), help="default: 0 1 2 3 4")
+    p.add_argument("-f", "--folds", nargs="+", type=int, default=None,
+                   help="default: every fold of the dataset's splits_final.json (0 1 2 3 4 where it has none yet)")
     p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: %(default)s)")
     p.add_argument("--executor", choices=("slurm", "local"), default=None,
                    help="default: slurm where sbatch is on PATH, else local")
@@ -72,9 +73,50 @@ def extra_sbatch(items: list[str]) -> dict[str, str]:
     return extra
 
 
+def check_trainers_found(trainers: list[str], env: dict[str, str]) -> None:
+    """Refuse a trainer name nnU-Net will not find (a typo would otherwise fail later, on the node), looked up
+    as nnUNetv2_train does: nnU-Net's own trainers, then the folders of ``nnUNet_extTrainer`` in ``env``."""
+    import contextlib
+    import io
+
+    from m2s_nnunet.cv.grid import StudyError
+
+    previous = os.environ.get("nnUNet_extTrainer")
+    os.environ["nnUNet_extTrainer"] = env.get("nnUNet_extTrainer", "")
+    missing = []
+    try:
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+        for name in trainers:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net narrates its search
+                    recursive_find_trainer_class_by_name(name)
+            except RuntimeError:
+                missing.append(name)
+    finally:
+        if previous is None:
+            os.environ.pop("nnUNet_extTrainer", None)
+        else:
+            os.environ["nnUNet_extTrainer"] = previous
+    if missing:
+        from m2s_nnunet.training import __all__ as ours
+
+        names = ", ".join(n for n in ours if n != "TRAINERS")
+        raise StudyError(f"trainer(s) {missing} not found by nnU-Net (its own trainers and nnUNet_extTrainer="
+                         f"{env.get('nnUNet_extTrainer', '')}): check the spelling; M2SNet trainers are {names}")
+
+
 def build_study(args: argparse.Namespace):
     """The ``Study`` the options describe; StudyError when nnU-Net's folders or the dataset are not there."""
-    from m2s_nnunet.cv.grid import StudyError, available_configurations, default_configurations, study_grid
+    from m2s_nnunet.cv.grid import (
+        StudyError,
+        available_configurations,
+        check_folds_in_split,
+        default_configurations,
+        default_folds,
+        split_fold_count,
+        study_grid,
+    )
     from m2s_nnunet.cv.study import Study
     from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, with_ext_trainer
 
@@ -89,13 +131,17 @@ def build_study(args: argparse.Namespace):
         raise StudyError(f"dataset '{args.dataset}': {err}") from err
     from pathlib import Path
 
-    available = available_configurations(Path(os.environ["nnUNet_preprocessed"]), dataset, args.plans)
+    preprocessed = Path(os.environ["nnUNet_preprocessed"])
+    available = available_configurations(preprocessed, dataset, args.plans)
     configurations = args.configurations or default_configurations(available)
-    tasks = study_grid(dataset, configurations, args.trainers, args.folds, args.plans, available)
+    split_folds = split_fold_count(preprocessed, dataset)
+    folds = args.folds if args.folds is not None else default_folds(split_folds)
+    check_folds_in_split(folds, split_folds, dataset)
+    tasks = study_grid(dataset, configurations, args.trainers, folds, args.plans, available)
     env = with_ext_trainer({k: v for k, v in os.environ.items() if k.startswith("nnUNet") or k.startswith("M2S_")})
+    check_trainers_found(args.trainers, env)
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    return Study(dataset, tasks, configurations, args.trainers, args.folds, args.plans, env, args.device,
-                 args.num_gpus)
+    return Study(dataset, tasks, configurations, args.trainers, folds, args.plans, env, args.device, args.num_gpus)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         help="compare model A with B (trainer name or Trainer__Plans__Config); repeatable",
     )
-    p.add_argument("--folds", nargs="+", default=None, help="expected folds (default: 0 1 2 3 4)")
+    p.add_argument("--folds", nargs="+", default=None,
+                   help="expected folds (default: those of the dataset's splits_final.json, else 0 1 2 3 4)")
     p.add_argument("--metric", choices=("Dice", "IoU"), default="Dice", help="metric of the paired tests")
     return p
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m2s_nnunet.errors import UserError
+from m2s_nnunet.splits import split_fold_count  # noqa: F401  (the study's default folds)
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")  # what `--c` resumes from
 DEFAULT_TRAINERS = ("M2SNetTrainer", "nnUNetTrainer")
@@ -65,6 +66,24 @@ def available_configurations(preprocessed: Path, dataset: str, plans: str) -> li
         return list(json.loads(plans_file(preprocessed, dataset, plans).read_text())["configurations"])
     except (json.JSONDecodeError, KeyError) as err:
         raise StudyError(f"{plans_file(preprocessed, dataset, plans)} is not an nnU-Net plans file ({err})") from err
+
+
+def default_folds(split_folds: int | None) -> list[int]:
+    """Every fold of the dataset's split (nnU-Net's 5 where it has none yet)."""
+    return list(range(split_folds)) if split_folds else list(DEFAULT_FOLDS)
+
+
+def check_folds_in_split(folds: list[int], split_folds: int | None, dataset: str) -> None:
+    """Refuse a fold the split does not have: nnU-Net would train it on a random 80:20 split instead (a silent
+    wrong result in a cross-validation study)."""
+    count = split_folds if split_folds is not None else len(DEFAULT_FOLDS)
+    outside = [f for f in folds if f >= count]
+    if outside:
+        where = (f"{dataset}'s splits_final.json has {count} fold(s)" if split_folds is not None
+                 else f"nnU-Net will write a {count}-fold split for {dataset}")
+        raise StudyError(f"fold(s) {outside} are not in the split: {where} (0 to {count - 1}); nnU-Net would "
+                         f"train such a fold on a random 80:20 split instead. Use -f with folds 0 to {count - 1}, "
+                         "or write a split with more folds (m2s-nnunet convert --folds K)")
 
 
 def default_configurations(available: list[str]) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from m2s_nnunet.splits import dataset_folds
 from m2s_nnunet.summary.columns import Stat, column, is_crossval_column, split_column
 from m2s_nnunet.summary.comparisons import Comparison, compare, default_pairs, resolve_model
 from m2s_nnunet.summary.results import ModelResult, find_dataset_dir, load_models
@@ -66,9 +67,12 @@ def summarize(
     expected_folds: list[str] | None = None,
     metric: str = "Dice",
 ) -> SummaryResult:
-    """Load every model of a dataset, build the tables and run the paired comparisons."""
-    folds = [str(f) for f in (expected_folds or range(5))]
+    """Load every model of a dataset, build the tables and run the paired comparisons.
+
+    ``expected_folds``: default every fold of the dataset's ``splits_final.json`` in ``$nnUNet_preprocessed``
+    (nnU-Net's five where there is none)."""
     ds_dir = find_dataset_dir(dataset, results)
+    folds = [str(f) for f in (expected_folds or dataset_folds(ds_dir.name))]
     models = load_models(ds_dir, folds)
     notes = _completeness_notes(models)
     mt = model_table(models, folds)
