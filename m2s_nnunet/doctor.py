@@ -152,7 +152,8 @@ def _device() -> None:
         _line(_OK, f"CUDA device: {torch.cuda.get_device_name(0)}")
     else:
         _line(_WARN, f"no CUDA device: train and predict with `-device cpu` ({os.cpu_count()} cores)",
-              "on CPU prefer M2SNetTrainer_resnet18 or short variants; set nnUNet_n_proc_DA to the core count")
+              "on CPU use M2SNetTrainer_scratch (needs no weight file; M2SNetTrainer_demo: the same recipe for 500 "
+              "iterations, a quick check); set nnUNet_n_proc_DA to the core count")
 
 
 def run_doctor() -> int:

@@ -37,9 +37,8 @@ def plans_config(name: str, m2snet: dict | None = None) -> dict:
 
 def build(config: dict, in_channels: int, classes: int, encoder: str = "plans", deep_supervision: bool = False,
           **values) -> M2SNet:
-    """The one builder with settings as the trainer derives them (3D always builds the plans encoder)."""
+    """The one builder, with the settings given (the trainer's rules are tested through ``settings_for``)."""
     dim = len(config["patch_size"])
-    encoder = "plans" if dim == 3 else encoder
     values.setdefault("decoder_norm", "instance" if encoder == "plans" else "batch")
     return build_m2snet(M2SNetSettings(dim=dim, encoder=encoder, **values), config, in_channels, classes,
                         deep_supervision)

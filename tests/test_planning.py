@@ -67,11 +67,39 @@ def test_patch_shrinks_until_two_samples_fit():
     assert model.bytes_for(2, config3d["patch_size"], 1) <= 4e9
 
 
+def _leaf_output_bytes_per_pixel(settings: M2SNetSettings, size: int = 128) -> float:
+    """An independent count: the bytes of every leaf module's output in one forward pass, per input pixel.
+    Autograd saves at least these (each output is some op's saved input) and a few times more at most (the
+    subtraction units' element-wise inputs)."""
+    import torch
+
+    from m2s_nnunet.network.from_plans import build_m2snet
+
+    net = build_m2snet(settings, {"patch_size": [size, size]}, 3, 2).train()
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        total += output.numel() * output.element_size()
+
+    for module in net.modules():
+        if not list(module.children()):
+            module.register_forward_hook(count)
+    net(torch.randn(1, 3, size, size))
+    return total / size**2
+
+
 def test_measured_model_is_plausible():
+    from m2s_nnunet.network.from_plans import build_m2snet
+    from m2s_nnunet.planning import CONTEXT_BYTES
+
     model = measure_memory_model(RESNET18, {"patch_size": [64, 64]}, 3, 2)
-    assert 1e3 < model.activation_bytes_per_pixel < 1e5
-    assert model.lossnet_bytes_per_map > 1e7  # VGG16 at 224x224
-    assert model.static_bytes > 12e6 * 16
+    leaves = _leaf_output_bytes_per_pixel(RESNET18)
+    assert leaves <= model.activation_bytes_per_pixel <= 4 * leaves  # measured 5065 against 1871 B per pixel
+    params = sum(p.numel() for p in build_m2snet(RESNET18, {"patch_size": [64, 64]}, 3, 2).parameters())
+    vgg_params = 7_635_264  # the VGG16 layers LossNet keeps (conv1_1 to conv4_3)
+    assert model.static_bytes == pytest.approx(params * 16 + CONTEXT_BYTES + vgg_params * 4, rel=0.01)
+    assert 1e7 < model.lossnet_bytes_per_map < 1e9  # VGG16's saved activations at 224x224
 
 
 def test_plan_writes_m2snet_plans_and_keeps_preprocessing(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from m2s_nnunet.conversion import ConvertOptions, convert
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data, requires_shared_data]
 
-TRAINER = "M2SNetTrainer_demo"  # ResNet-18 from scratch, no LossNet (no pretrained weights offline)
+TRAINER = "M2SNetTrainer_resnet18_scratch_short"  # ResNet-18 from scratch, no LossNet (tests/ext_trainers)
 
 
 def test_cpu_variant_on_kvasir_subset(tmp_path, capsys, record_property):

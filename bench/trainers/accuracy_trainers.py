@@ -110,7 +110,7 @@ class M2SNetTrainer_scratch_LossNet_bench(ScheduleMixin, M2SNetTrainer_scratch_L
 _SCRATCH = {"pretrained_encoder": False, "lossnet_weight": 0.0, "recipe": False}
 _BASE = {**_SCRATCH, "encoder": "plans"}
 ABLATIONS: dict[str, tuple[str, dict]] = {
-    "res2net": ("Res2Net-50 encoder (timm), BatchNorm decoder: today's M2SNetTrainer_scratch without LossNet",
+    "res2net": ("Res2Net-50 encoder (timm), BatchNorm decoder: the 0.1 M2SNetTrainer_scratch without LossNet",
                 {**_SCRATCH, "encoder": "res2net50d"}),
     "resnet18": ("ResNet-18 encoder (timm), BatchNorm decoder", {**_SCRATCH, "encoder": "resnet18"}),
     "base": ("nnU-Net residual encoder from the plans, InstanceNorm decoder", dict(_BASE)),

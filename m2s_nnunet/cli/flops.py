@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  GMACs (multiply-accumulates; FLOPs = 2 x MACs): {report['gmacs_fast_filters']:.2f} with the fast "
           f"fixed filters, {report['gmacs_plain_filters']:.2f} with plain all-ones convolutions "
           f"(encoder alone {report['gmacs_encoder']:.2f})")
-    print("  The paper's '~9 GFLOPs' does not match the network as described (see M2SNET_SPEC / README).")
+    print("  The paper's '~9 GFLOPs' does not match the network as described (see docs/network.md in the repository).")
     if args.json:
         print(json.dumps(report, indent=2))
     return 0

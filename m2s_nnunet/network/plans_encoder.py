@@ -43,9 +43,7 @@ def level_indices(n_stages: int, mapping: str = "last4") -> tuple[int, int, int,
     stages. "deeper" (the from-scratch recipe's) is the same except that X2 is never the full-resolution
     stage: with four stages (nnU-Net plans them for small 3D patches, e.g. Hippocampus 40x56x40) X2..X4
     are stages 1..3 and X5 is one extra stride-1 residual stage on the bottleneck, so seven of the ten
-    subtraction units run on one voxel in eight. On Hippocampus that is about 3x faster per training step;
-    at an equal number of iterations it reached a lower validation Dice than "last4" (bench/RESULTS.md 6.5),
-    in equal training time a higher one (6.7).
+    subtraction units run on one voxel in eight (the measurements behind it: bench/RESULTS.md 6.5 and 6.7).
 
     As in the paper (where X1 is the ResNet stem after its max-pool), X1 is max-pooled to X2's resolution.
     """

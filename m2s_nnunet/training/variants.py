@@ -88,14 +88,10 @@ class M2SNetTrainer_smoke(M2SNetTrainer_scratch):
     val_iterations_per_epoch = 1
 
 
-class M2SNetTrainer_demo(M2SNetTrainer):
-    """The `m2s-nnunet demo` run: ResNet-18 from scratch without LossNet, long enough to learn the generated
-    shapes on 2 CPU cores (20 x 25 iterations). 2D only."""
+class M2SNetTrainer_demo(M2SNetTrainer_scratch):
+    """The `m2s-nnunet demo` run: the recommended trainer (the from-scratch recipe, no LossNet) on a schedule long
+    enough to learn the generated shapes on 2 CPU cores (20 x 25 iterations)."""
 
-    encoder = LIGHT_ENCODER
-    pretrained_encoder = False
-    recipe = False
-    lossnet_weight = 0.0
     epochs = 20
     iterations_per_epoch = 25
     val_iterations_per_epoch = 5

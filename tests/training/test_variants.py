@@ -48,7 +48,7 @@ EXPECTED = {
     "M2SNetTrainer_resnet18": (_with(PAPER, encoder="resnet18"), REFUSED, REFUSED),
     "M2SNetTrainer_resnet18_scratch": (R18_SCRATCH, R18_SCRATCH, REFUSED),
     "M2SNetTrainer_smoke": (_with(RECIPE, **NO_LOSSNET),) * 3,
-    "M2SNetTrainer_demo": (_with(R18_SCRATCH, **NO_LOSSNET), _with(R18_SCRATCH, **NO_LOSSNET), REFUSED),
+    "M2SNetTrainer_demo": (_with(RECIPE, **NO_LOSSNET),) * 3,
 }
 SCHEDULES = {"M2SNetTrainer_5epochs": 5, "M2SNetTrainer_50epochs": 50, "M2SNetTrainer_100epochs": 100,
              "M2SNetTrainer_250epochs": 250, "M2SNetTrainer_smoke": 1, "M2SNetTrainer_demo": 20}
