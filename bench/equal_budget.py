@@ -127,38 +127,38 @@ def choose_trainers(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         if not lossnet:
             notes.append("LossNet is off: its VGG16 ImageNet weights were not found locally (or --lossnet off); "
                          "M2SNet trains with nnU-Net's Dice+CE only.")
-    from m2s_nnunet.settings import DEFAULT_ENCODER, variant_choices
-    from m2s_nnunet.training import M2SNetTrainer
-
     for name in trainers:
-        cls = known[name]
-        choices = variant_choices(cls) if issubclass(cls, M2SNetTrainer) else {}
-        if issubclass(cls, M2SNetTrainer) and choices.get("lossnet_weight", 0.1) > 0 and not weights_found("vgg16"):
+        settings = rgb_settings(known[name])
+        if settings is None:
+            continue
+        if settings.uses_lossnet and not weights_found("vgg16"):
             notes.append(f"WARNING: {name} needs VGG16 weights for LossNet, not found locally: it will try to "
                          "download them and fail offline (see `m2s-nnunet doctor`).")
-        encoder = choices.get("encoder", DEFAULT_ENCODER) if choices.get("recipe") is not True else None
-        if choices.get("pretrained_encoder", True) and encoder and not weights_found("encoder", encoder):
+        encoder = settings.encoder
+        if settings.pretrained_encoder and not weights_found("encoder", encoder):
             notes.append(f"WARNING: {name} needs ImageNet weights for {encoder}, not found locally: it will try to "
                          "download them and fail offline.")
     return trainers, notes
 
 
-def describe_trainer(name: str) -> tuple[str, str]:
-    """(network, loss) of a budget trainer, for the table."""
-    cls = budget_trainers().BUDGET_TRAINERS[name]
-    from m2s_nnunet.settings import DEFAULT_ENCODER, variant_choices
+def rgb_settings(cls: type):
+    """What an M2SNet trainer builds on this benchmark's 2D RGB pictures (the trainer's own settings rule); None
+    for nnU-Net's trainers."""
     from m2s_nnunet.training import M2SNetTrainer
 
     if not issubclass(cls, M2SNetTrainer):
+        return None
+    return cls.m2snet_settings({"patch_size": [128, 128]}, 3)
+
+
+def describe_trainer(name: str) -> tuple[str, str]:
+    """(network, loss) of a budget trainer, for the table."""
+    settings = rgb_settings(budget_trainers().BUDGET_TRAINERS[name])
+    if settings is None:
         return "nnU-Net PlainConvUNet (plans)", "Dice+CE, deep supervision"
-    choices = variant_choices(cls)
-    if choices.get("recipe") is True:
-        encoder, init = "plans", "scratch"
-    else:
-        encoder = choices.get("encoder", DEFAULT_ENCODER)
-        init = "ImageNet" if choices.get("pretrained_encoder", True) else "scratch"
-    loss = "Dice+CE + 0.1 LossNet" if choices.get("lossnet_weight", 0.1) > 0 else "Dice+CE"
-    return f"M2SNet {encoder} ({init})", loss
+    init = "ImageNet" if settings.pretrained_encoder else "scratch"
+    loss = f"Dice+CE + {settings.lossnet_weight} LossNet" if settings.uses_lossnet else "Dice+CE"
+    return f"M2SNet {settings.encoder} ({init})", loss
 
 
 def select_test_cases(cases: list[str], fraction: float, seed: int) -> list[str]:

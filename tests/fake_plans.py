@@ -56,3 +56,17 @@ def arch_kwargs(strides, features=(16, 32, 48, 64, 80), dim=3):
 
 ISOTROPIC = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
 ANISOTROPIC = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]  # thick slices: no early z pooling
+
+
+def calibrate_batch_norm(net: M2SNet, channels: int, patch: list[int], batches: int = 2) -> M2SNet:
+    """BatchNorm running statistics of real activations (random inputs), in eval mode: a randomly initialised
+    network with default statistics gives logits too large for nnU-Net's fp16 accumulation."""
+    import torch
+
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None  # the plain mean over the batches
+    with torch.no_grad():
+        for _ in range(batches):
+            net.train()(torch.randn(2, channels, *patch))
+    return net.eval()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fake_plans import calibrate_batch_norm
 from nnunet_runner import make_env, run, write_two_fold_split
 from PIL import Image
 
@@ -140,14 +141,9 @@ def test_a_model_of_version_0_6_predicts_with_no_edit(trained, tmp_path):
     (legacy / "plans.json").write_text(json.dumps(plans))
     configuration = PlansManager(plans).get_configuration("2d")
     torch.manual_seed(0)
-    old = build_m2snet(M2SNetSettings(dim=2, encoder="resnet18", pretrained_encoder=False, lossnet_weight=0.0),
-                       configuration.configuration, 3, 2)
-    for module in old.modules():  # BatchNorm statistics of real activations
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None
-    with torch.no_grad():
-        old.train()(torch.randn(4, 3, *configuration.patch_size))
-    old.eval()
+    old = calibrate_batch_norm(build_m2snet(M2SNetSettings(dim=2, encoder="resnet18", pretrained_encoder=False,
+                                                           lossnet_weight=0.0), configuration.configuration, 3, 2),
+                               3, configuration.patch_size)
     checkpoint_file = legacy / "fold_0" / "checkpoint_final.pth"
     checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
     checkpoint["init_args"]["plans"] = plans

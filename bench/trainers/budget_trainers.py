@@ -153,7 +153,7 @@ class M2SNetTrainer_resnet18_budget(BudgetMixin, M2SNetTrainer_resnet18):
 
 
 class M2SNetTrainer_scratch_budget(BudgetMixin, M2SNetTrainer_scratch):
-    """Res2Net-50 M2SNet from scratch with LossNet (needs the VGG16 weights only)."""
+    """The from-scratch recipe, no LossNet: needs no weight file (Res2Net-50 from scratch with LossNet up to 0.1)."""
 
 
 class M2SNetTrainer_resnet18_scratch_budget(BudgetMixin, M2SNetTrainer_resnet18_scratch):
@@ -161,7 +161,7 @@ class M2SNetTrainer_resnet18_scratch_budget(BudgetMixin, M2SNetTrainer_resnet18_
 
 
 class M2SNetTrainer_scratch_noLossNet_budget(BudgetMixin, M2SNetTrainer_scratch):
-    """Res2Net-50 M2SNet from scratch, Dice+CE only: needs no weight file at all (fully offline)."""
+    """The from-scratch recipe, Dice+CE only: needs no weight file at all (fully offline)."""
 
     lossnet_weight = 0.0
 

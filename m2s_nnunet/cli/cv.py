@@ -113,12 +113,11 @@ def build_study(args: argparse.Namespace):
         available_configurations,
         check_folds_in_split,
         default_configurations,
-        default_folds,
-        split_fold_count,
         study_grid,
     )
     from m2s_nnunet.cv.study import Study
     from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, with_ext_trainer
+    from m2s_nnunet.splits import dataset_folds, split_fold_count
 
     missing = [name for name in NNUNET_FOLDERS if not os.environ.get(name)]
     if missing:
@@ -134,9 +133,8 @@ def build_study(args: argparse.Namespace):
     preprocessed = Path(os.environ["nnUNet_preprocessed"])
     available = available_configurations(preprocessed, dataset, args.plans)
     configurations = args.configurations or default_configurations(available)
-    split_folds = split_fold_count(preprocessed, dataset)
-    folds = args.folds if args.folds is not None else default_folds(split_folds)
-    check_folds_in_split(folds, split_folds, dataset)
+    folds = args.folds if args.folds is not None else dataset_folds(dataset, preprocessed)
+    check_folds_in_split(folds, split_fold_count(preprocessed, dataset), dataset)
     tasks = study_grid(dataset, configurations, args.trainers, folds, args.plans, available)
     env = with_ext_trainer({k: v for k, v in os.environ.items() if k.startswith("nnUNet") or k.startswith("M2S_")})
     check_trainers_found(args.trainers, env)

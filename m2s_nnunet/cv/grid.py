@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m2s_nnunet.errors import UserError
-from m2s_nnunet.splits import split_fold_count  # noqa: F401  (the study's default folds)
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")  # what `--c` resumes from
 DEFAULT_TRAINERS = ("M2SNetTrainer", "nnUNetTrainer")
@@ -66,11 +65,6 @@ def available_configurations(preprocessed: Path, dataset: str, plans: str) -> li
         return list(json.loads(plans_file(preprocessed, dataset, plans).read_text())["configurations"])
     except (json.JSONDecodeError, KeyError) as err:
         raise StudyError(f"{plans_file(preprocessed, dataset, plans)} is not an nnU-Net plans file ({err})") from err
-
-
-def default_folds(split_folds: int | None) -> list[int]:
-    """Every fold of the dataset's split (nnU-Net's 5 where it has none yet)."""
-    return list(range(split_folds)) if split_folds else list(DEFAULT_FOLDS)
 
 
 def check_folds_in_split(folds: list[int], split_folds: int | None, dataset: str) -> None:

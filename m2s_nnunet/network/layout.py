@@ -118,9 +118,9 @@ def _plans_encoder_changes(keys: set[str], found: Layout, start: M2SNetSettings,
             "encoder_norm": start_norm if trained == effective else trained}
 
 
-def infer_settings(state_dict: Mapping[str, torch.Tensor], start: M2SNetSettings, configuration: dict,
-                   in_channels: int, num_classes: int) -> M2SNetSettings:
-    """The settings whose network has exactly this state-dict layout on these plans.
+def infer_network(state_dict: Mapping[str, torch.Tensor], start: M2SNetSettings, configuration: dict,
+                  in_channels: int, num_classes: int) -> nn.Module:
+    """The M2SNet with exactly this state-dict layout on these plans (its settings: ``net.built_with``).
 
     ``start``: what would be built today (its training settings are kept; only the layout settings are read
     from the checkpoint). Raises ``LayoutError`` naming the setting when the layout cannot decide it.
@@ -156,7 +156,13 @@ def infer_settings(state_dict: Mapping[str, torch.Tensor], start: M2SNetSettings
         raise LayoutError(f"no M2SNet built from these plans has this checkpoint's layout (closest: "
                           f"{settings_difference(settings, start) or 'the settings of today'}; {difference})",
                           fix="predict with the plans.json the model was trained with (the copy in its model folder)")
-    return settings
+    return built
+
+
+def infer_settings(state_dict: Mapping[str, torch.Tensor], start: M2SNetSettings, configuration: dict,
+                   in_channels: int, num_classes: int) -> M2SNetSettings:
+    """The settings of ``infer_network``'s network."""
+    return infer_network(state_dict, start, configuration, in_channels, num_classes).built_with
 
 
 class LegacyLayout:
@@ -168,12 +174,7 @@ class LegacyLayout:
         self.start, self.configuration = start, configuration
         self.in_channels, self.num_classes, self.deep_supervision = in_channels, num_classes, deep_supervision
 
-    def settings_for(self, state_dict: Mapping[str, torch.Tensor]) -> M2SNetSettings:
-        return infer_settings(state_dict, self.start, self.configuration, self.in_channels, self.num_classes)
-
     def __call__(self, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-        from m2s_nnunet.network.from_plans import build_m2snet
-
-        settings = self.settings_for(state_dict)
-        return build_m2snet(settings, self.configuration, self.in_channels, self.num_classes,
-                            deep_supervision=self.deep_supervision and settings.side_heads)
+        net = infer_network(state_dict, self.start, self.configuration, self.in_channels, self.num_classes)
+        net.deep_supervision = self.deep_supervision and net.built_with.side_heads
+        return net

@@ -109,24 +109,27 @@ class M2SNet(nn.Module):
         settings (m2s-nnunet <= 0.6; ``layout_resolver`` set by the trainer) becomes the network the checkpoint's
         layout says; any other gets an error that names the settings that differ."""
         if strict:
-            from m2s_nnunet.network.layout import LayoutError, describe_difference, layout_of, settings_difference
+            from m2s_nnunet.network.layout import (
+                LayoutError,
+                describe_difference,
+                infer_settings,
+                layout_of,
+                settings_difference,
+            )
 
             difference = describe_difference(layout_of(self), layout_of(state_dict))
             resolver = getattr(self, "layout_resolver", None)
             if difference and resolver is not None:
                 self._become(resolver(state_dict))
             elif difference:
-                built = getattr(self, "built_with", None)
-                named = ""
+                built, named = getattr(self, "built_with", None), ""  # set by build_m2snet, with the plans
                 if built is not None:
                     try:
-                        from m2s_nnunet.network.layout import infer_settings
-
                         trained = infer_settings(state_dict, built, self.plans_configuration, self.in_channels,
                                                  self.num_classes)
                         named = f"it was trained with {settings_difference(trained, built)}; "
-                    except (LayoutError, AttributeError):
-                        named = ""
+                    except LayoutError:
+                        pass  # the difference of keys below is all there is to say
                 raise LayoutError(f"this checkpoint does not fit the network built for it: {named}{difference}",
                                   fix="build the network the model records (the plans.json of its model folder), "
                                       "or use the trainer it was trained with")

@@ -198,13 +198,13 @@ class M2SNetTrainer(nnUNetTrainer):
         network their layout says (``network.layout``), even where today's rules refuse this trainer.
         """
         configuration = configuration_manager.configuration
-        recorded = recorded_settings(configuration, cls.__name__) is not None
-        try:
-            settings = cls.m2snet_settings(configuration_manager, num_input_channels)
-        except SettingsError:
-            if recorded:
-                raise
-            settings = derive_settings(cls.__name__, {}, configuration, num_input_channels)
+        settings = recorded_settings(configuration, cls.__name__)
+        recorded = settings is not None
+        if not recorded:
+            try:
+                settings = derive_settings(cls.__name__, variant_choices(cls), configuration, num_input_channels)
+            except SettingsError:  # today's rules refuse this trainer here; the weights loaded next decide
+                settings = derive_settings(cls.__name__, {}, configuration, num_input_channels)
         try:
             net = build_m2snet(settings, configuration, num_input_channels, num_output_channels,
                                deep_supervision=enable_deep_supervision)

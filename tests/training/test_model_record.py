@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_plans import ISOTROPIC, PLANS, arch_kwargs
+from fake_plans import ISOTROPIC, PLANS, arch_kwargs, calibrate_batch_norm
 from fake_plans import dataset_json as _dataset
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -56,15 +56,8 @@ def _old_network(configuration: str, channels: int, values: dict, plans: dict | 
     config = PlansManager(plans or _plans()).get_configuration(configuration).configuration
     settings = M2SNetSettings(dim=len(config["patch_size"]), **values)
     torch.manual_seed(0)
-    net = build_m2snet(settings, config, channels, 2)
-    for module in net.modules():  # BatchNorm statistics of real activations: logits of a sane size
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None
-    patch = config["patch_size"]
-    with torch.no_grad():
-        for _ in range(2):
-            net.train()(torch.randn(2, channels, *patch))
-    return net.eval(), settings
+    net = calibrate_batch_norm(build_m2snet(settings, config, channels, 2), channels, config["patch_size"])
+    return net, settings
 
 
 def _legacy_model_folder(folder: Path, trainer: str, configuration: str, channels: int, net) -> Path:
