@@ -12,7 +12,8 @@ For one dataset of ``../shared/data`` (``kvasir``, ``busi``, ``covid``, ``hippoc
    minute; every model gets the same batch, the ResEnc-M one included);
 4. trains fold 0 (``--fold``) of every model and seed with one schedule (``--epochs`` x ``--iters``; the trainers of
    ``bench/trainers/accuracy_trainers.py`` read it from the environment), predicts each test set with
-   nnU-Net's default test-time mirroring, and scores it with ``m2s_nnunet.evaluation``;
+   nnU-Net's default test-time mirroring, and scores it with ``m2s_nnunet.evaluation``; with ``--equal-time``
+   it then trains every other model again for the first model's training time (equal wall time);
 5. prints one table: per model the schedule, time per iteration, fold-0 validation Dice (the only number
    used to choose between ablation rows) and, per test set, the mean per-case Dice with the paired difference
    to the first model (bootstrap 95 % CI, Wilcoxon p, ``m2s_nnunet.summary.paired_stats``); with several seeds,
@@ -23,6 +24,8 @@ Dice averaged over the foreground labels. Finished trainings and predictions are
 
     python bench/accuracy.py kvasir --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench \\
         nnUNetTrainer_bench@resencm --epochs 3 --iters 50 --seeds 0 1 --out bench/out/acc_kvasir.md
+    python bench/accuracy.py kvasir --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench --equal-time \\
+        --epochs 6 --iters 25
     python bench/accuracy.py kvasir --dry-run
 """
 
@@ -229,8 +232,7 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
         print(f"[train] {tag}: {args.epochs} x {iters} iterations on {args.device}", flush=True)
         start = time.perf_counter()
         run_nnunet("nnUNetv2_train", [str(spec.dataset_id), spec.configuration, str(args.fold), "-tr", model.trainer,
-                                      "-p", plans,
-                                      "-device", args.device], env, logs / f"train_{log_tag}.log",
+                                      "-p", plans, "-device", args.device], env, logs / f"train_{log_tag}.log",
                    quiet=True)
         print(f"[train] {tag}: done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     else:
@@ -251,8 +253,7 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
             start = time.perf_counter()
             run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(pred), "-d", str(spec.dataset_id),
                                             "-c", spec.configuration, "-tr", model.trainer, "-p", plans,
-                                            "-f", str(args.fold),
-                                            "-device", args.device, "-npp", "1", "-nps", "1"],
+                                            "-f", str(args.fold), "-device", args.device, "-npp", "1", "-nps", "1"],
                        env, logs / f"predict_{log_tag}_{test}.log", quiet=True)
             done.write_text(f"{time.perf_counter() - start:.1f}\n")
         scores = evaluate_folder(pred, labels, progress=False)
@@ -329,6 +330,16 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
     return "\n".join(lines)
 
 
+def equal_time_iterations(results: dict[str, list[dict]], models: list[Model], epochs: int) -> dict[Model, int]:
+    """Iterations per epoch that give every model after the first the first model's training time.
+
+    Speeds come from the runs already made; each model's fastest run counts (the least disturbed by other load).
+    """
+    base_seconds = min(r["bench"]["train_seconds"] for r in results[models[0].label])
+    return {m: max(1, round(base_seconds / min(r["bench"]["seconds_per_iteration"] for r in results[m.label])
+                            / epochs)) for m in models[1:]}
+
+
 def recorded_arguments(args: argparse.Namespace) -> dict[str, str]:
     """The arguments as the JSON report records them: paths by name only, since result files get committed
     (``bench/results/``) and a local folder means nothing on another machine."""
@@ -361,13 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset, tests = prepare(args, logs)
     results = {m.label: [run_model(args, m, s, dataset, tests, logs) for s in args.seeds] for m in args.models}
     if args.equal_time:
-        # Each model's speed is its fastest run here (the one least disturbed by other load on the machine).
-        base_seconds = min(r["bench"]["train_seconds"] for r in results[args.models[0].label])
-        for m in args.models[1:]:
-            per_iteration = min(r["bench"]["seconds_per_iteration"] for r in results[m.label])
-            matched = max(1, round(base_seconds / per_iteration / args.epochs))
-            print(f"[equal time] {m.label}: {matched} iterations per epoch ({base_seconds:.0f} s of training at "
-                  f"{per_iteration:.2f} s per iteration)")
+        for m, matched in equal_time_iterations(results, args.models, args.epochs).items():
+            print(f"[equal time] {m.label}: {matched} iterations per epoch")
             results[f"{m.label} (equal time)"] = [run_model(args, m, seed, dataset, tests, logs, iters=matched)
                                                   for seed in args.seeds]
     test_names = [] if args.no_test else list(tests)

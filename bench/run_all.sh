@@ -1,48 +1,83 @@
 #!/usr/bin/env bash
-# Run the benchmarks on this machine and collect their outputs in bench/out/ (gitignored).
+# Rerun the benchmarks of bench/RESULTS.md on this machine; tables, JSON and logs go to bench/out/ (gitignored).
 #
-#   bench/run_all.sh                  network + vs-unet + profile (CPU: about 10-15 min on 2 cores)
-#   bench/run_all.sh --equal-budget   ... then the equal wall-clock training comparison (CPU: + about 35-45 min)
-#   bench/run_all.sh --quick          tiny inputs, one repeat: checks that everything runs (about 2 min)
+#   bench/run_all.sh                  RESULTS sections 1 (bench_network.py), 2 (bench_vs_unet.py, 2D plans),
+#                                     3 (profile_step.py) and 7 (speed_table.py)
+#   bench/run_all.sh --accuracy       ... then section 6: every accuracy.py command listed below (hours on a
+#                                     CPU; needs the project's research data, skipped without it)
+#   bench/run_all.sh --quick          tiny inputs, one repeat: checks that everything runs (--accuracy: dry runs)
 #   bench/run_all.sh --device cpu     force a device (default: cuda when available)
 #
-# PYTHON selects the interpreter (default: the repo's .venv, else python3).
+# Not rerun: section 4 (timings of code paths since removed) and section 5 (made by equal_budget.py of 0.1.0,
+# removed; `accuracy.py kvasir --equal-time` asks the same question). PYTHON selects the interpreter
+# (default: the repo's .venv, else python3).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# RESULTS section 6, one line per accuracy.py command: the work folder (runs of one folder reuse each other's
+# trainings, as in RESULTS; "fresh" marks the replicates RESULTS ran in a fresh folder), the RESULTS
+# subsection, then the arguments. Every run is 6 epochs x 25 iterations unless the line says otherwise.
+# Where a trainer's network has changed since the run, the line names today's trainer of the measured network:
+# the 3D recipe of 0.3.0-0.5.0 is M2SAbl_DS_bench, the 6.5 candidates are the *_deeper rows.
+ACCURACY_RUNS='
+main 6.1 kvasir --no-test --models nnUNetTrainer_bench M2SAbl_res2net_bench M2SAbl_resnet18_bench M2SAbl_base_bench M2SAbl_refine_bench M2SAbl_DS_bench M2SAbl_nnunetopt_bench M2SAbl_structure_bench M2SAbl_batchnorm_bench M2SAbl_blocks1_bench M2SAbl_DS_refine_bench M2SAbl_DS_structure_bench
+main 6.1 kvasir --no-test --seeds 1 --models nnUNetTrainer_bench M2SAbl_base_bench
+main 6.2 kvasir --models nnUNetTrainer_bench M2SAbl_DS_refine_bench M2SAbl_DS_bench
+main 6.2 busi --models nnUNetTrainer_bench M2SAbl_DS_refine_bench M2SAbl_DS_bench
+main 6.2 covid --models nnUNetTrainer_bench M2SAbl_DS_bench M2SAbl_DS_refine_bench
+main 6.2 hippocampus --batch 2 --models nnUNetTrainer_bench M2SAbl_DS_bench
+main 6.3 kvasir --models nnUNetTrainer_bench nnUNetTrainer_bench@resencm M2SAbl_DS_bench M2SAbl_DS_bench@resencm
+main 6.3 covid --seeds 0 1 --models nnUNetTrainer_bench nnUNetTrainer_bench@resencm M2SAbl_DS_bench M2SAbl_DS_bench@resencm
+fresh_busi 6.3 busi --models nnUNetTrainer_bench nnUNetTrainer_bench@resencm M2SAbl_DS_bench M2SAbl_DS_bench@resencm
+fresh_hippocampus 6.3 hippocampus --batch 2 --models nnUNetTrainer_bench nnUNetTrainer_bench@resencm M2SAbl_DS_bench
+fresh_hippocampus 6.3 hippocampus --batch 2 --models nnUNetTrainer_bench@resencm M2SNetTrainer_scratch_bench@resencm
+main 6.4 covid --seeds 0 1 --models nnUNetTrainer_bench M2SAbl_DS_bench M2SAbl_DS_refine_bench
+main 6.4 covid --no-test --fold 1 --models nnUNetTrainer_bench M2SAbl_DS_bench M2SAbl_DS_refine_bench
+main 6.4 covid --no-test --fold 2 --models nnUNetTrainer_bench M2SAbl_DS_bench M2SAbl_DS_refine_bench
+main 6.4 busi --no-test --fold 1 --models nnUNetTrainer_bench M2SAbl_DS_bench M2SAbl_DS_refine_bench
+fresh_covid 6.4 covid --seeds 0 1 2 3 --models nnUNetTrainer_bench M2SAbl_DS_bench
+main 6.5 hippocampus --batch 2 --models nnUNetTrainer_bench M2SAbl_DS_bench M2SAbl_DS_deeper_bench M2SAbl_DS_refine_deeper_bench
+fresh_hippocampus 6.6 hippocampus --batch 2 --equal-time --models M2SAbl_DS_bench nnUNetTrainer_bench
+fresh_kvasir 6.6 kvasir --no-test --equal-time --models nnUNetTrainer_bench M2SAbl_res2net_bench M2SAbl_blocks1_bench
+fresh_hippocampus 6.7 hippocampus --batch 2 --equal-time --models M2SAbl_DS_bench M2SAbl_DS_deeper_bench M2SAbl_DS_refine_deeper_bench
+fresh_hippocampus 6.7 hippocampus --batch 2 --iters 84 --models M2SAbl_DS_deeper_bench
+'
+OUT=bench/out
+accuracy_commands() {  # "section arguments" per run, the arguments complete
+    while read -r work section dataset args; do
+        [[ -z "$work" ]] || echo "$section $dataset --epochs 6 --iters 25 $args --work-dir $OUT/accuracy_work_$work"
+    done <<< "$ACCURACY_RUNS"
+}
+
 PYTHON="${PYTHON:-}"
 if [[ -z "$PYTHON" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 
-equal_budget=0
+accuracy=0
 quick=0
 device_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --equal-budget) equal_budget=1 ;;
+        --accuracy) accuracy=1 ;;
         --quick) quick=1 ;;
         --device) device_args=(--device "$2"); shift ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+                   echo "Section 6 (--accuracy), in this order:"
+                   accuracy_commands | sed 's/^\([^ ]*\) /  [\1] python bench\/accuracy.py /'; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 
-OUT=bench/out
 mkdir -p "$OUT"
+network_args=(--lossnet) vs_args=() profile_args=() speed_args=() accuracy_args=()
 if [[ $quick -eq 1 ]]; then
     tiny=(--warmup 0 --threads 1)
     network_args=("${tiny[@]}" --encoders resnet18 --sizes 64 --batch 1 --repeats 1 --filter-base 64 --lossnet)
     vs_args=("${tiny[@]}" --image-size 64 64 --num-images 20 --encoders resnet18 --batch 1 --repeats 1)
     profile_args=("${tiny[@]}" --encoder resnet18 --size 64 --batch 1 --steps 1)
-    budget_args=(--limit 30 --resize 64 64 --budget-min 0.5 --iters-per-epoch 2 --val-iters 1
-                 --work-dir "$OUT/equal_budget_quick_work")
-else
-    network_args=(--lossnet)
-    vs_args=()
-    profile_args=()
-    budget_args=()
+    speed_args=(--quick) accuracy_args=(--dry-run)
 fi
 
 run() {  # name, command...: tee stdout+stderr into $OUT/<name>.log and time it
@@ -61,8 +96,16 @@ profile_device=("${device_args[@]}")
 [[ ${#profile_device[@]} -eq 0 ]] && profile_device=(--device cpu)  # the profile is about the CPU step by default
 run profile "$PYTHON" bench/profile_step.py "${profile_device[@]}" "${profile_args[@]}" \
     --out "$OUT/profile.md" --json "$OUT/profile.json"
-if [[ $equal_budget -eq 1 ]]; then
-    run equal_budget "$PYTHON" bench/equal_budget.py "${device_args[@]}" "${budget_args[@]}" \
-        --out "$OUT/equal_budget.md" --json "$OUT/equal_budget.json"
+run speed_table "$PYTHON" bench/speed_table.py "${device_args[@]}" "${speed_args[@]}" \
+    --out "$OUT/speed_table.md" --json "$OUT/speed_table.json"
+
+if [[ $accuracy -eq 1 ]]; then
+    n=0
+    while read -r section args; do
+        n=$((n + 1))
+        # shellcheck disable=SC2086  # $args is a list of words on purpose
+        run "accuracy_${n}_$section" "$PYTHON" bench/accuracy.py $args "${device_args[@]}" "${accuracy_args[@]}" \
+            --out "$OUT/accuracy_${n}_$section.md" --json "$OUT/accuracy_${n}_$section.json" < /dev/null
+    done < <(accuracy_commands)
 fi
 echo "outputs: $OUT/*.md (tables), *.json (raw numbers), *.log (console)"
