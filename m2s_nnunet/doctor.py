@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from shlex import quote
 
-from m2s_nnunet.envflags import NNUNET_TRUE, EnvFlagError, foreign_flag
+from m2s_nnunet.envflags import EnvFlagError
 from m2s_nnunet.errors import UserError
 from m2s_nnunet.inputs.folders import check_output_folder
 from m2s_nnunet.nnunet_env import NNUNET_FOLDERS, ext_trainer_folder, same_folder
@@ -81,8 +81,6 @@ def _variables() -> int:
         failures += 1
     else:
         _line(_OK, f"nnUNet_extTrainer contains {folder}")
-    if foreign_flag("nnUNet_compile", NNUNET_TRUE):
-        _line(_WARN, "nnUNet_compile=true: torch.compile has not been validated with M2SNet", "export nnUNet_compile=f")
     return failures
 
 

@@ -106,6 +106,9 @@ class M2SNetSettings:
     refine: bool = False
     side_heads: bool = False
     fast_filters: bool = True  # the fixed filters as channel-sum box filters (same result as the plain convs)
+    # the network under bfloat16 autocast on CPUs that compute bf16 natively (fp32 elsewhere; GPUs keep nnU-Net's
+    # fp16). Opt-in: the plans encoder's gradients lose precision in bf16 (tests/network/test_cpu_bf16.py)
+    cpu_bf16: bool = False
     pretrained_encoder: bool = True
     lossnet_weight: float = 0.1
     lossnet_size: int = LOSSNET_SIZE
@@ -142,7 +145,7 @@ class M2SNetSettings:
                                        or self.level_mapping != "last4"):
             raise SettingsError("encoder_norm, encoder_blocks and level_mapping apply to the plans encoder only, "
                                 f"not to '{self.encoder}'")
-        for name in ("refine", "side_heads", "fast_filters", "pretrained_encoder", "recipe"):
+        for name in ("refine", "side_heads", "fast_filters", "cpu_bf16", "pretrained_encoder", "recipe"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingsError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.encoder_blocks, list):  # JSON gives lists; keep the object hashable

@@ -63,10 +63,13 @@ def calibrate_batch_norm(net: M2SNet, channels: int, patch: list[int], batches: 
     network with default statistics gives logits too large for nnU-Net's fp16 accumulation."""
     import torch
 
-    for module in net.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = None  # the plain mean over the batches
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for module in norms:
+        module.momentum = None  # the plain mean over the batches
     with torch.no_grad():
         for _ in range(batches):
             net.train()(torch.randn(2, channels, *patch))
+    for module, momentum in zip(norms, momenta):
+        module.momentum = momentum  # as built (None would make torch.compile break the graph on .item())
     return net.eval()

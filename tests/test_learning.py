@@ -8,11 +8,13 @@ saw. About a minute on 2 CPU cores.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from fake_plans import ISOTROPIC, arch_kwargs
 from fake_plans import plans_config as _config
 
+from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
 from m2s_nnunet.network.from_plans import build_m2snet
 from m2s_nnunet.settings import settings_for
 from m2s_nnunet.training import M2SNetTrainer_scratch
@@ -42,12 +44,15 @@ def dice(prediction: torch.Tensor, mask: torch.Tensor) -> float:
     return 2 * tp / max(prediction.sum().item() + mask.sum().item(), 1)
 
 
-def train_and_score(configuration: dict, steps: int, batch: int, seed: int = 0) -> tuple[float, float]:
-    """(held-out Dice of the trained network, best Dice of a constant output) for the recipe on these plans."""
+def train_and_score(configuration: dict, steps: int, batch: int, seed: int = 0,
+                    bf16: bool = False) -> tuple[float, float, float]:
+    """(held-out Dice of the trained network, best Dice of a constant output, Dice of its bf16 prediction against
+    its fp32 one) for the recipe on these plans, trained as a new run trains."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     settings = settings_for(M2SNetTrainer_scratch, configuration, 1)
     net = build_m2snet(settings, configuration, 1, 2, deep_supervision=True).train()
+    net.cpu_bf16 = bf16
     optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, nesterov=True, weight_decay=5e-4)
     shape = tuple(configuration["patch_size"])
     for _ in range(steps):
@@ -66,17 +71,28 @@ def train_and_score(configuration: dict, steps: int, batch: int, seed: int = 0) 
     net.eval().deep_supervision = False  # one output, as nnU-Net's predictor builds it
     images, masks = toy_batch(16, shape, torch.Generator().manual_seed(seed + 1000))  # never seen in training
     with torch.no_grad():
+        net.cpu_bf16 = False
         prediction = net(images).argmax(1)
+        net.cpu_bf16 = True  # bf16 prediction, emulated where the CPU lacks it: the numerics are the same
+        prediction_bf16 = net(images).argmax(1)
     fraction = masks.float().mean().item()
-    return dice(prediction, masks), 2 * fraction / (1 + fraction)
+    return dice(prediction, masks), 2 * fraction / (1 + fraction), dice(prediction_bf16, prediction)
 
 
 def test_the_recipe_learns_2d_toy_segmentation():
-    score, constant = train_and_score(_config("2d"), steps=200, batch=4)
+    score, constant, bf16_agreement = train_and_score(_config("2d"), steps=200, batch=4)
+    assert score >= constant + MARGIN, f"held-out Dice {score:.3f}, a constant output reaches {constant:.3f}"
+    assert bf16_agreement >= 0.99, f"bf16 prediction against fp32: Dice {bf16_agreement:.4f}"
+
+
+@pytest.mark.skipif(not cpu_computes_bf16(), reason="this CPU emulates bf16 (slow); cpu_bf16 is for CPUs that have it")
+def test_the_recipe_learns_2d_toy_segmentation_in_bf16():
+    score, constant, _ = train_and_score(_config("2d"), steps=200, batch=4, bf16=True)
     assert score >= constant + MARGIN, f"held-out Dice {score:.3f}, a constant output reaches {constant:.3f}"
 
 
 def test_the_recipe_learns_3d_toy_segmentation():
     four_stage = {"patch_size": [16, 24, 16], "architecture": {"arch_kwargs": arch_kwargs(ISOTROPIC[:4])}}
-    score, constant = train_and_score(four_stage, steps=200, batch=2)
+    score, constant, bf16_agreement = train_and_score(four_stage, steps=200, batch=2)
     assert score >= constant + MARGIN, f"held-out Dice {score:.3f}, a constant output reaches {constant:.3f}"
+    assert bf16_agreement >= 0.99, f"bf16 prediction against fp32: Dice {bf16_agreement:.4f}"

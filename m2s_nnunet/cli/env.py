@@ -32,6 +32,5 @@ def env_exports(base: str, environ: dict[str, str] | None = None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     print("# Exports for nnU-Net with M2SNet (add them to your shell profile):")
     print("\n".join(env_exports(args.base)))
-    print("export nnUNet_compile=f   # torch.compile is opt-in for M2SNet (not validated yet)")
     print("# Offline machines: place pretrained weights and point to them, see `m2s-nnunet doctor`")
     return 0

@@ -10,6 +10,8 @@ O4..O1 the decoder stages.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -42,6 +44,8 @@ class M2SNet(nn.Module):
         refine: after O1, go on to the encoder's features finer than X2 (stride 2, then 1 for nnU-Net's
             encoder; the stride-2 stem for ResNets), one concatenate+conv unit each, and put the head there,
             instead of upsampling O1's stride-4 logits. Not in the paper; off by default.
+        cpu_bf16: run on CPU inputs under bfloat16 autocast and return fp32 logits (the builder sets it where the
+            settings ask for it and the CPU computes bf16 natively). GPU inputs keep the caller's precision.
 
     Input (B, in_channels, *spatial), each side at least the encoder's total stride (32 for timm CNNs);
     any size, not only multiples of it. Output (B, num_classes, *spatial) logits, or a list with DS on.
@@ -58,6 +62,7 @@ class M2SNet(nn.Module):
         fast_filters: bool = True,
         norm: str = "batch",
         refine: bool = False,
+        cpu_bf16: bool = False,
     ) -> None:
         super().__init__()
         if deep_supervision and not side_heads:
@@ -65,6 +70,7 @@ class M2SNet(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.deep_supervision = deep_supervision
+        self.cpu_bf16 = cpu_bf16
         self.encoder = TimmEncoder(encoder, in_channels) if isinstance(encoder, str) else encoder
         # checked first: it is what M2SNet is built from, and the protocol check below cannot look inside it
         info = getattr(self.encoder, "feature_info", None)
@@ -176,6 +182,15 @@ class M2SNet(nn.Module):
                 s % m for s, m in zip(x.shape[2:], self.min_input_size)):
             raise ValueError(f"this encoder needs input sizes divisible by {self.min_input_size}, got "
                              f"{tuple(x.shape)} (nnU-Net's plans patches always are)")
+        bf16 = self.cpu_bf16 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+        # nullcontext, not autocast(enabled=False), which would switch off an autocast the caller has on
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            out = self._forward(x)
+        if not bf16:
+            return out
+        return out.float() if isinstance(out, torch.Tensor) else [o.float() for o in out]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.refine:
             (x1, x2, x3, x4, x5), fine = self.encoder.features(x)
         else:

@@ -19,7 +19,6 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 from m2s_nnunet import __version__
-from m2s_nnunet.envflags import NNUNET_TRUE, foreign_flag
 from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network.from_plans import build_m2snet
 from m2s_nnunet.network.layout import LAYOUT_FIELDS, LegacyLayout, settings_difference
@@ -205,6 +204,7 @@ class M2SNetTrainer(nnUNetTrainer):
                 settings = derive_settings(cls.__name__, variant_choices(cls), configuration, num_input_channels)
             except SettingsError:  # today's rules refuse this trainer here; the weights loaded next decide
                 settings = derive_settings(cls.__name__, {}, configuration, num_input_channels)
+            settings = settings.replace(cpu_bf16=False)  # an old model predicts in the fp32 it was trained in
         try:
             net = build_m2snet(settings, configuration, num_input_channels, num_output_channels,
                                deep_supervision=enable_deep_supervision)
@@ -304,13 +304,6 @@ class M2SNetTrainer(nnUNetTrainer):
             return None
         dim = len(self.configuration_manager.patch_size)
         return [[1.0] * dim] + unwrap(self.network).side_head_scales
-
-    def _do_i_compile(self) -> bool:
-        # torch.compile is opt-in for M2SNet (nnU-Net enables it by default on CUDA): it has not been
-        # validated on this network yet. Set nnUNet_compile=true to try it.
-        if not foreign_flag("nnUNet_compile", NNUNET_TRUE):
-            return False
-        return super()._do_i_compile()
 
     # ---- loss ----------------------------------------------------------------------------------------
     def _build_loss(self) -> nn.Module:

@@ -1,0 +1,30 @@
+"""Whether a CPU computes bfloat16 natively, and the switch that lets users keep a network in fp32 on such CPUs.
+
+oneDNN runs bf16 convolutions natively on CPUs with AVX512-BF16 or AMX; elsewhere it emulates them, slower than
+fp32, so bf16 is only used where it is native unless forced.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from m2s_nnunet.envflags import env_flag
+
+# the network under bf16 autocast on CPU: unset (default) where the CPU computes bf16 natively, "0" never, "1" always
+NETWORK_ENV = "M2S_NNUNET_CPU_BF16"
+
+
+@functools.cache
+def cpu_computes_bf16() -> bool:
+    """Whether oneDNN computes bf16 natively on this CPU."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def network_uses_cpu_bf16(setting: bool) -> bool:
+    """Whether a network whose settings ask for ``cpu_bf16`` runs under bf16 autocast on this machine's CPU."""
+    if not setting:
+        return False
+    forced = env_flag(NETWORK_ENV, default=None)
+    return cpu_computes_bf16() if forced is None else forced

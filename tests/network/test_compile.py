@@ -1,0 +1,82 @@
+"""torch.compile: M2SNet is one graph (no breaks) in 2D and 3D, training and eval, and compiled outputs and
+gradients equal eager ones. The trainer compiles it wherever nnU-Net compiles its own U-Net."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo as dynamo
+from fake_plans import build, calibrate_batch_norm, plans_config
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    dynamo.reset()
+    yield
+    dynamo.reset()
+
+
+def _net(name: str, **settings) -> tuple[torch.nn.Module, torch.Tensor]:
+    config = plans_config(name)
+    torch.manual_seed(0)
+    net = build(config, 1, 2, deep_supervision=settings.get("side_heads", False), **settings)
+    calibrate_batch_norm(net, 1, config["patch_size"])
+    return net, torch.randn(2, 1, *config["patch_size"])
+
+
+@pytest.mark.parametrize("name", ["2d", "3d_fullres"])
+@pytest.mark.parametrize("settings", [{}, {"refine": True, "side_heads": True}, {"decoder_norm": "batch"}],
+                         ids=["plain", "refine+side_heads", "batchnorm"])
+def test_m2snet_is_one_graph(name, settings):
+    net, x = _net(name, **settings)
+    for training in (True, False):
+        dynamo.reset()
+        explained = dynamo.explain(net.train(training))(x)
+        assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+        assert explained.graph_count == 1
+
+
+def test_compiled_training_step_equals_eager():
+    """Forward and backward through AOT autograd (the graphs inductor compiles), against eager."""
+    net, x = _net("2d", refine=True, side_heads=True)
+    compiled = torch.compile(net, backend="aot_eager")
+    results = []
+    for model in (net, compiled):
+        torch.manual_seed(1)  # the same batch-norm momentum path both times
+        net.zero_grad()
+        outs = model.train()(x)
+        sum(o.float().square().mean() for o in outs).backward()
+        results.append(([o.detach() for o in outs], [p.grad.clone() for p in net.parameters() if p.grad is not None]))
+    (eager_out, eager_grad), (compiled_out, compiled_grad) = results
+    for a, b in zip(eager_out + eager_grad, compiled_out + compiled_grad):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_inductor_prediction_equals_eager():
+    """The C++ kernels inductor generates on CPU (about a minute to compile on 2 cores)."""
+    net, x = _net("2d")
+    net.eval()
+    with torch.no_grad():
+        eager = net(x)
+        compiled = torch.compile(net)(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device, flag, expected", [("cuda", None, True), ("cuda", "f", False), ("cuda", "t", True),
+                                                    ("cpu", None, False), ("cpu", "t", False)])
+def test_the_trainer_compiles_where_nnunet_compiles(monkeypatch, device, flag, expected):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from m2s_nnunet.training import M2SNetTrainer
+
+    if flag is None:
+        monkeypatch.delenv("nnUNet_compile", raising=False)
+    else:
+        monkeypatch.setenv("nnUNet_compile", flag)
+    trainer = object.__new__(M2SNetTrainer)  # _do_i_compile reads the device only (and logs on refusal)
+    trainer.device = torch.device(device)
+    trainer.print_to_log_file = lambda *args, **kwargs: None
+    reference = object.__new__(nnUNetTrainer)
+    reference.device, reference.print_to_log_file = trainer.device, trainer.print_to_log_file
+    assert trainer._do_i_compile() is expected
+    assert reference._do_i_compile() is expected
