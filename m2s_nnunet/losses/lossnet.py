@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
 from m2s_nnunet.envflags import env_flag
 from m2s_nnunet.weights import load_pretrained_into, read_state_dict, resolve_vgg16_weights
 
@@ -26,7 +27,7 @@ def cpu_bf16_wanted() -> bool:
     wanted = env_flag(CPU_BF16_ENV, default=None)
     if wanted is not None:
         return wanted
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return cpu_computes_bf16()
 
 
 class LossNet(nn.Module):

@@ -3,10 +3,12 @@ numerics stay to fp32."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_plans import calibrate_batch_norm, plans_config
+from fake_plans import PLANS, calibrate_batch_norm, plans_config
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from m2s_nnunet import cpu_bf16
@@ -20,11 +22,10 @@ class M2SNetTrainer_scratch_cpuBF16(M2SNetTrainer_scratch):
 
 
 def _plans(configuration: dict) -> PlansManager:
-    return PlansManager({"dataset_name": "D", "plans_name": "nnUNetPlans", "transpose_forward": [0, 1],
-                         "transpose_backward": [0, 1], "original_median_spacing_after_transp": [1, 1],
-                         "original_median_shape_after_transp": [64, 64], "image_reader_writer": "NaturalImage2DIO",
-                         "configurations": {"2d": configuration}, "experiment_planner_used": "x",
-                         "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {}})
+    """The tiny plans with ``configuration`` as their 2d configuration."""
+    plans = copy.deepcopy(PLANS)
+    plans["configurations"]["2d"] = configuration
+    return PlansManager(plans)
 
 
 def test_bf16_is_a_choice_and_records_without_it_stay_fp32():
