@@ -24,7 +24,7 @@ help:
 	@echo "                          run bench/NAME.py with ARGS (results: bench/RESULTS.md), e.g."
 	@echo "                          make bench BENCH=bench_network ARGS='--device cpu --sizes 128 --lossnet'"
 	@echo "                          make bench BENCH=profile_step ARGS=--help   (each script's own options)"
-	@echo "                          NAME: $(sort $(basename $(notdir $(filter-out bench/benchlib.py,$(wildcard bench/*.py)))))"
+	@echo "                          NAME: $(sort $(basename $(notdir $(filter-out bench/benchlib.py bench/steplib.py,$(wildcard bench/*.py)))))"
 	@echo "make install              create $(VENV) with the package (editable) and the test tools"
 	@echo "make clean                remove m2s_work and the tool caches"
 
@@ -43,9 +43,9 @@ lint: install
 
 # The benchmark scripts live in bench/ (not in the installed package): they run from a source checkout.
 bench: install
-	@if [ -z "$(BENCH)" ] || [ ! -f "bench/$(BENCH).py" ] || [ "$(BENCH)" = benchlib ]; then \
+	@if [ -z "$(BENCH)" ] || [ ! -f "bench/$(BENCH).py" ] || [ "$(BENCH)" = benchlib ] || [ "$(BENCH)" = steplib ]; then \
 		echo "usage: make bench BENCH=NAME [ARGS='...'], NAME one of:" \
-			"$(sort $(basename $(notdir $(filter-out bench/benchlib.py,$(wildcard bench/*.py)))))" >&2; exit 2; fi
+			"$(sort $(basename $(notdir $(filter-out bench/benchlib.py bench/steplib.py,$(wildcard bench/*.py)))))" >&2; exit 2; fi
 	$(BIN)/python bench/$(BENCH).py $(ARGS)
 
 clean:

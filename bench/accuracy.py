@@ -19,6 +19,16 @@ For one dataset of ``../shared/data`` (``kvasir``, ``busi``, ``covid``, ``hippoc
    to the first model (bootstrap 95 % CI, Wilcoxon p, ``m2s_nnunet.summary.paired_stats``); with several seeds,
    each seed's mean too, which is the replicate noise.
 
+With ``--score-at N [N ...]`` every run also saves a checkpoint when it has trained N iterations
+(``checkpoint_it<N>.pth``; each N a multiple of ``--iters`` up to ``--epochs`` x ``--iters``), predicts each test
+set from it and adds a learning-curve table: per score point the same columns and paired differences as for the
+final model. The points are snapshots of one run, so their learning-rate schedule is that of the longest budget,
+not that of a run trained for N iterations. ``--equal-time`` rows are scored after the same epochs.
+
+The ``--json`` report records, beside the arguments and the per-case scores, the git commit (and whether the tree
+had uncommitted changes), the package versions and, per run, the settings record the trainer saved with the model
+(``model_record``; for nnU-Net's own trainers the trainer, plans and network class). No local path goes into it.
+
 Per-case Dice: 2D the polyp-benchmark mDice (an empty prediction of an empty mask counts 1); 3D nnU-Net's
 Dice averaged over the foreground labels. Finished trainings and predictions are reused.
 
@@ -26,6 +36,7 @@ Dice averaged over the foreground labels. Finished trainings and predictions are
         nnUNetTrainer_bench@resencm --epochs 3 --iters 50 --seeds 0 1 --out bench/out/acc_kvasir.md
     python bench/accuracy.py kvasir --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench --equal-time \\
         --epochs 6 --iters 25
+    python bench/accuracy.py kvasir --epochs 24 --iters 50 --score-at 150 300 600 1200 --json bench/out/curve.json
     python bench/accuracy.py kvasir --dry-run
 """
 
@@ -35,6 +46,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -119,6 +131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also train every other model for the baseline's training time: its iterations per epoch "
                         "scaled by the measured speed ratio, each model's fastest run counting (rows marked "
                         "'equal time')")
+    p.add_argument("--score-at", nargs="+", type=int, default=None, metavar="N",
+                   help="also score the test sets after N training iterations of the same runs (multiples of "
+                        "--iters, at most --epochs x --iters; the learning-rate schedule is that of the full run)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work-dir", type=Path, default=BENCH / "out" / "accuracy_work")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the plan; train nothing")
@@ -130,7 +145,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch = 12 if spec.configuration == "2d" else 0  # 0: the plans' own
     if min(args.epochs, args.iters) < 1:
         p.error("--epochs and --iters must be >= 1")
+    if args.score_at is not None:
+        check_score_points(p, args)
     return args
+
+
+def check_score_points(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a score point the schedule never reaches before anything trains: the trainer saves a point's
+    checkpoint at the end of an epoch, so the run would end without it hours later."""
+    total = args.epochs * args.iters
+    if args.no_test:
+        p.error("--score-at scores the test sets: it cannot go with --no-test")
+    for n in args.score_at:
+        if n < 1 or n % args.iters:
+            p.error(f"--score-at {n}: not a positive multiple of --iters ({args.iters}); checkpoints are saved at the "
+                    "end of an epoch")
+        if n > total:
+            p.error(f"--score-at {n}: beyond the schedule of --epochs x --iters = {args.epochs} x {args.iters} = "
+                    f"{total} iterations")
+    args.score_at = sorted(set(args.score_at))
+
+
+def score_points(args: argparse.Namespace, iters: int | None = None) -> dict[int, int]:
+    """{score point: iterations a run with ``iters`` per epoch has trained there}. A point is a number of epochs,
+    so an equal-time run (other iterations per epoch) is scored after as many epochs as the baseline."""
+    iters = iters or args.iters
+    return {n: n // args.iters * iters for n in (getattr(args, "score_at", None) or [])}
 
 
 def schedule_tag(args: argparse.Namespace, iters: int | None = None) -> str:
@@ -148,7 +188,8 @@ def make_env(args: argparse.Namespace, seed: int | None = None, iters: int | Non
     env["nnUNet_extTrainer"] = env["nnUNet_extTrainer"] + os.pathsep + str(TRAINER_DIR)
     env.update({"M2S_BENCH_EPOCHS": str(args.epochs), "M2S_BENCH_ITERS": str(iters or args.iters),
                 "M2S_BENCH_VAL_ITERS": str(args.val_iters), "M2S_BENCH_SEED": str(seed or 0),
-                "M2S_BENCH_VAL_TTA": "1" if args.val_tta else "0"})
+                "M2S_BENCH_VAL_TTA": "1" if args.val_tta else "0",
+                "M2S_BENCH_SCORE_AT": ",".join(str(n) for n in score_points(args, iters).values())})
     return env
 
 
@@ -216,7 +257,8 @@ def prepare(args: argparse.Namespace, logs: Path) -> tuple[Path, dict[str, tuple
 def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
               tests: dict[str, tuple[Path, Path]], logs: Path, iters: int | None = None) -> dict:
     """Train the fold (reused when finished), predict and score every test set; ``iters`` overrides --iters."""
-    from m2s_nnunet.evaluation import evaluate_folder
+    from accuracy_trainers import checkpoint_name
+
     from m2s_nnunet.nnunet_env import run_nnunet
 
     spec = DATASETS[args.dataset]
@@ -227,8 +269,19 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
     folder = model_dir / f"fold_{args.fold}"
     tag = f"{model.label} seed {seed}" + (f" ({iters} iterations per epoch)" if iters != args.iters else "")
     log_tag = f"{model.label}_s{seed}" + (f"_i{iters}" if iters != args.iters else "")
-    if not ((folder / "checkpoint_final.pth").is_file() and (folder / "bench.json").is_file()
-            and (folder / "validation" / "summary.json").is_file()):
+    total = args.epochs * iters
+    points = score_points(args, iters)
+    # the last point is the final model (the same weights): its predictions are the final ones
+    early = sorted({it for it in points.values() if it < total})
+    missing = [checkpoint_name(it) for it in early if not (folder / checkpoint_name(it)).is_file()]
+    finished = ((folder / "checkpoint_final.pth").is_file() and (folder / "bench.json").is_file()
+                and (folder / "validation" / "summary.json").is_file())
+    if finished and missing:
+        print(f"[train] {tag}: finished before without {', '.join(missing)}: training again")
+    fold = "" if args.fold == 0 else f"_fold{args.fold}"  # fold 0 keeps the folder name of earlier runs
+    preds = args.work_dir / "preds" / args.dataset / schedule_tag(args, iters) / f"seed{seed}{fold}" / model.label
+    if not finished or missing:
+        shutil.rmtree(preds, ignore_errors=True)  # predictions of an earlier training of this run are stale
         print(f"[train] {tag}: {args.epochs} x {iters} iterations on {args.device}", flush=True)
         start = time.perf_counter()
         run_nnunet("nnUNetv2_train", [str(spec.dataset_id), spec.configuration, str(args.fold), "-tr", model.trainer,
@@ -239,47 +292,88 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
         print(f"[train] {tag}: finished before, reusing {folder}")
     result = {"model": model.label, "seed": seed, "bench": json.loads((folder / "bench.json").read_text()),
               "val_dice": json.loads((folder / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"],
-              "tests": {}}
+              "tests": {}, "model_record": model_record(model_dir, model, spec.configuration)}
     if args.no_test:
         return result
+    predict = ["-d", str(spec.dataset_id), "-c", spec.configuration, "-tr", model.trainer, "-p", plans,
+               "-f", str(args.fold), "-device", args.device, "-npp", "1", "-nps", "1"]
     for test, (images, labels) in tests.items():
-        fold = "" if args.fold == 0 else f"_fold{args.fold}"  # fold 0 keeps the folder name of earlier runs
-        pred = (args.work_dir / "preds" / args.dataset / schedule_tag(args, iters) / f"seed{seed}{fold}" / model.label
-                / test)
-        done = pred / ".complete"
-        if not done.is_file():
-            shutil.rmtree(pred, ignore_errors=True)
-            print(f"[predict] {tag}: {test} ({images})", flush=True)
-            start = time.perf_counter()
-            run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(pred), "-d", str(spec.dataset_id),
-                                            "-c", spec.configuration, "-tr", model.trainer, "-p", plans,
-                                            "-f", str(args.fold), "-device", args.device, "-npp", "1", "-nps", "1"],
-                       env, logs / f"predict_{log_tag}_{test}.log", quiet=True)
-            done.write_text(f"{time.perf_counter() - start:.1f}\n")
-        scores = evaluate_folder(pred, labels, progress=False)
-        per_case = scores.per_case
-        column = "nnunet_Dice" if scores.is_3d else "dice"
-        case_scores = per_case.groupby("case")[column].mean()  # mean over foreground labels
-        result["tests"][test] = {
-            "per_case": {c: float(v) for c, v in case_scores.items()},
-            "nnunet_dice": float(scores.aggregate.iloc[-1]["nnU-Net Dice"]),
-            "predict_s": float(done.read_text()),
-        }
+        result["tests"][test] = predict_and_score(preds / test, images, labels, predict, env,
+                                                  logs / f"predict_{log_tag}_{test}.log", f"{tag}: {test}")
+    if points:
+        result["points"] = {}
+        for n, it in points.items():
+            if it == total:
+                scored = {test: dict(scores) for test, scores in result["tests"].items()}
+            else:
+                scored = {test: predict_and_score(preds / f"it{it}" / test, images, labels,
+                                                  [*predict, "-chk", checkpoint_name(it)], env,
+                                                  logs / f"predict_{log_tag}_it{it}_{test}.log",
+                                                  f"{tag} at {it} iterations: {test}")
+                          for test, (images, labels) in tests.items()}
+            result["points"][str(n)] = {"iterations": it, "tests": scored}
     return result
 
 
-def seed_mean(results: list[dict], test: str):
-    """Per-case scores averaged over the seeds of one model (pandas Series), and each seed's mean."""
+def predict_and_score(pred: Path, images: Path, labels: Path, predict_args: list[str], env: dict[str, str],
+                      log: Path, what: str) -> dict:
+    """Predict one test set into ``pred`` (reused when complete) and score it per case: every score point and the
+    final model are predicted and scored the same way."""
+    from m2s_nnunet.evaluation import evaluate_folder
+    from m2s_nnunet.nnunet_env import run_nnunet
+
+    done = pred / ".complete"
+    if not done.is_file():
+        shutil.rmtree(pred, ignore_errors=True)
+        print(f"[predict] {what} ({images})", flush=True)
+        start = time.perf_counter()
+        run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(pred), *predict_args], env, log, quiet=True)
+        done.write_text(f"{time.perf_counter() - start:.1f}\n")
+    scores = evaluate_folder(pred, labels, progress=False)
+    per_case = scores.per_case
+    column = "nnunet_Dice" if scores.is_3d else "dice"
+    case_scores = per_case.groupby("case")[column].mean()  # mean over foreground labels
+    return {
+        "per_case": {c: float(v) for c, v in case_scores.items()},
+        "nnunet_dice": float(scores.aggregate.iloc[-1]["nnU-Net Dice"]),
+        "predict_s": float(done.read_text()),
+    }
+
+
+def model_record(model_dir: Path, model: Model, configuration: str) -> dict:
+    """What the trained model says it is: the settings record an M2SNet trainer saved in the model folder's
+    plans.json (issue 14), which the trainer's name alone does not pin down across versions; for nnU-Net's own
+    trainers, which record nothing, the trainer, plans and network class. Names only, no paths."""
+    record: dict = {"trainer": model.trainer, "plans": PLANS[model.plans_key][1], "configuration": configuration,
+                    "trained_with": None}
+    plans_file = model_dir / "plans.json"
+    if not plans_file.is_file():
+        return record
+    from m2s_nnunet.settings import RECORD_KEY, plans_record
+    from m2s_nnunet.training.model_record import resolved_configuration
+
+    plans = json.loads(plans_file.read_text())
+    record["plans"] = plans.get("plans_name", record["plans"])
+    if configuration in (plans.get("configurations") or {}):
+        resolved = resolved_configuration(plans, configuration)
+        record["network_class"] = (resolved.get("architecture") or {}).get("network_class_name")
+        record["trained_with"] = plans_record(resolved, RECORD_KEY)
+    return record
+
+
+def seed_mean(results: list[dict], test: str, point: int | None = None):
+    """Per-case scores averaged over the seeds of one model (pandas Series), and each seed's mean; ``point``: those
+    of a ``--score-at`` point instead of the final model's."""
     import pandas as pd
 
-    frame = pd.DataFrame({r["seed"]: r["tests"][test]["per_case"] for r in results})
+    frame = pd.DataFrame({r["seed"]: (r["tests"] if point is None else r["points"][str(point)]["tests"])[test]
+                          ["per_case"] for r in results})
     return frame.mean(axis=1), {int(s): float(frame[s].mean()) for s in frame.columns}
 
 
 def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list[str]) -> str:
+    """The Markdown report: the final models, then with ``--score-at`` the learning curve."""
     from benchlib import markdown_table
-
-    from m2s_nnunet.summary import paired_stats
 
     spec = DATASETS[args.dataset]
     baseline = args.models[0].label
@@ -294,16 +388,7 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
                sum(r["bench"]["train_seconds"] for r in runs) / len(runs) / 60,
                " / ".join(f"{r['val_dice']:.3f}" for r in runs)]
         for t in tests:
-            mean, per_seed = seed_mean(runs, t)
-            row += [f"{mean.mean():.3f}", " / ".join(f"{v:.3f}" for v in per_seed.values())]
-            if label == baseline:
-                row += ["-", "-"]
-                continue
-            base, _ = seed_mean(results[baseline], t)
-            common = mean.index.intersection(base.index)
-            pair = mean[common].notna() & base[common].notna()
-            stats = paired_stats(mean[common][pair].to_numpy(), base[common][pair].to_numpy())
-            row += [f"{stats['mean diff']:+.3f} [{stats['CI low']:+.3f}, {stats['CI high']:+.3f}]", f"{stats['p']:.3g}"]
+            row += paired_cells(results, label, baseline, t)
         rows.append(row)
     metric = "nnU-Net Dice averaged over the foreground labels" if spec.configuration != "2d" else \
         "mDice (polyp-benchmark convention: per image, empty/empty = 1)"
@@ -327,7 +412,60 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
         "- s/iter and train min: the training epochs only (pseudo-validation iterations included; start-up, final "
         "validation and prediction excluded), averaged over seeds.",
     ]
+    if getattr(args, "score_at", None) and tests:
+        lines += ["", *render_score_points(args, results, tests)]
     return "\n".join(lines)
+
+
+def paired_cells(results: dict[str, list[dict]], label: str, baseline: str, test: str,
+                 point: int | None = None) -> list[str]:
+    """Mean, per-seed means, paired difference to the baseline [95% CI] and p of one model on one test set."""
+    from m2s_nnunet.summary import paired_stats
+
+    mean, per_seed = seed_mean(results[label], test, point)
+    cells = [f"{mean.mean():.3f}", " / ".join(f"{v:.3f}" for v in per_seed.values())]
+    if label == baseline:
+        return cells + ["-", "-"]
+    base, _ = seed_mean(results[baseline], test, point)
+    common = mean.index.intersection(base.index)
+    pair = mean[common].notna() & base[common].notna()
+    stats = paired_stats(mean[common][pair].to_numpy(), base[common][pair].to_numpy())
+    return cells + [f"{stats['mean diff']:+.3f} [{stats['CI low']:+.3f}, {stats['CI high']:+.3f}]",
+                    f"{stats['p']:.3g}"]
+
+
+def render_score_points(args: argparse.Namespace, results: dict[str, list[dict]], tests: list[str]) -> list[str]:
+    """The learning curve: one block of rows per ``--score-at`` point, paired against the first model there."""
+    from benchlib import markdown_table
+
+    baseline = args.models[0].label
+    headers = ["score point", "model", "iterations"]
+    for t in tests:
+        headers += [f"{t} Dice", f"{t} per seed", f"{t} diff vs {baseline} [95% CI]", f"{t} p"]
+    rows = []
+    for n in args.score_at:
+        for label, runs in results.items():
+            done = sorted({r["points"][str(n)]["iterations"] for r in runs})
+            row = [str(n), label, " / ".join(str(d) for d in done)]
+            for t in tests:
+                row += paired_cells(results, label, baseline, t, n)
+            rows.append(row)
+    total = args.epochs * args.iters
+    lines = [
+        f"## Score points: {', '.join(str(n) for n in args.score_at)} iterations",
+        "",
+        markdown_table(headers, rows, digits=3),
+        "",
+        f"- learning-rate schedule: that of the longest budget ({args.epochs} epochs x {args.iters} iterations = "
+        f"{total}) for every point. A point before {total} is a snapshot of that run, taken before its learning "
+        "rate had decayed, not a model trained for that many iterations.",
+        f"- diff: paired against {baseline} at the same point, as above"
+        + ("; the last point's model is the final one." if args.score_at[-1] == total else "."),
+    ]
+    if any(label.endswith("(equal time)") for label in results):
+        lines.append("- equal-time rows: scored after the same epochs as the baseline (their own iterations shown), "
+                     "so after about the baseline's training time at that point.")
+    return lines
 
 
 def equal_time_iterations(results: dict[str, list[dict]], models: list[Model], epochs: int) -> dict[Model, int]:
@@ -344,6 +482,37 @@ def recorded_arguments(args: argparse.Namespace) -> dict[str, str]:
     """The arguments as the JSON report records them: paths by name only, since result files get committed
     (``bench/results/``) and a local folder means nothing on another machine."""
     return {k: v.name if isinstance(v, Path) else str(v) for k, v in vars(args).items()}
+
+
+def git_state(repo: Path = REPO) -> dict[str, object]:
+    """The commit the harness ran from and whether tracked or new files differed from it: a trainer's name alone
+    does not say which network it built (issue 23). None where git or the repository is missing."""
+    def git(*command: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(repo), *command], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def provenance(repo: Path = REPO) -> dict[str, object]:
+    """What produced a report, beside its arguments: git state and package versions (the trained models' own
+    settings records are in each run, ``model_record``). Names and versions only, no paths."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import m2s_nnunet
+
+    record: dict[str, object] = {**git_state(repo), "m2s_nnunet": m2s_nnunet.__version__}
+    for package in ("nnunetv2", "torch"):
+        try:
+            record[package] = version(package)
+        except PackageNotFoundError:
+            record[package] = None
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,12 +532,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accuracy: {args.dataset} ({spec.configuration}), models {[m.label for m in args.models]}, seeds "
           f"{args.seeds}, {args.epochs} x {args.iters} iterations, batch {args.batch or 'of the plans'}, "
           f"work dir {args.work_dir}")
+    if args.score_at:
+        print(f"accuracy: scored at {', '.join(str(n) for n in args.score_at)} iterations (checkpoint_it<N>.pth); "
+              f"learning-rate schedule of {args.epochs * args.iters} iterations")
     if args.dry_run:
         return 0
     args.work_dir.mkdir(parents=True, exist_ok=True)
     logs = args.work_dir / "logs" / args.dataset
     logs.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    source = provenance()  # before training: the code that trains is the code recorded
     dataset, tests = prepare(args, logs)
     results = {m.label: [run_model(args, m, s, dataset, tests, logs) for s in args.seeds] for m in args.models}
     if args.equal_time:
@@ -381,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
     from benchlib import write_report
 
-    write_report(md, {"args": recorded_arguments(args), "results": results}, args.out, args.json)
+    write_report(md, {"args": recorded_arguments(args), "provenance": source, "results": results}, args.out,
+                 args.json)
     return 0
 
 

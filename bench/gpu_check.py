@@ -89,14 +89,14 @@ def check_lossnet(ctx: Context) -> list[str]:
 
 def check_training_steps(ctx: Context) -> list[str]:
     """``M2SNetTrainer``'s network and loss (Res2Net-50 + 0.1 LossNet, random weights) under autocast + GradScaler."""
-    import bench_vs_unet as bvu
+    import steplib
 
     with tempfile.TemporaryDirectory() as tmp:
-        plans = bvu.make_builtin_plans(Path(tmp), (ctx.size, ctx.size), 1000, 3, 2, Path(tmp) / "plan.log")
-        s = bvu.load_setup(plans, plans.parent / "dataset.json", "2d", 2, ctx.device, ctx.device.type == "cuda")
-    spec = bvu.Spec("m2s", "M2SNetTrainer", "m2s", trainer="M2SNetTrainer")
-    net = bvu.build_network(spec, s)
-    case = bvu.TrainCase(spec, s, net, bvu.build_optimizer(spec, net, s))
+        plans = steplib.make_builtin_plans(Path(tmp), (ctx.size, ctx.size), 1000, 3, 2, Path(tmp) / "plan.log")
+        s = steplib.load_setup(plans, plans.parent / "dataset.json", "2d", 2, ctx.device, ctx.device.type == "cuda")
+    spec = steplib.Spec("m2s", "M2SNetTrainer")
+    net = steplib.build_network(spec, s)
+    case = steplib.TrainCase(spec, s, net, steplib.build_optimizer(spec, net, s))
     losses = [case.step(ctx.autocast()) for _ in range(ctx.steps)]  # autocast + GradScaler on CUDA
     finite = all(math.isfinite(v) for v in losses)
     return [f"- {ctx.steps} training steps at patch {list(s.patch)}, batch 2, autocast {ctx.amp_dtype}: "
@@ -123,7 +123,7 @@ def check_speed(ctx: Context) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- 3. memory model
 def check_memory_model(ctx: Context) -> list[str]:
-    import bench_vs_unet as bvu
+    import steplib
 
     from m2s_nnunet.planning import m2snet_configuration, measure_memory_model
     from m2s_nnunet.settings import M2SNetSettings
@@ -131,8 +131,8 @@ def check_memory_model(ctx: Context) -> list[str]:
     lines = ["| target GB | planned batch | patch | model's estimate GB | measured max_memory_allocated GB |",
              "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        plans = bvu.make_builtin_plans(Path(tmp), (ctx.size, ctx.size), 1000, 3, 2, Path(tmp) / "plan.log")
-        s = bvu.load_setup(plans, plans.parent / "dataset.json", "2d", 2, ctx.device, ctx.device.type == "cuda")
+        plans = steplib.make_builtin_plans(Path(tmp), (ctx.size, ctx.size), 1000, 3, 2, Path(tmp) / "plan.log")
+        s = steplib.load_setup(plans, plans.parent / "dataset.json", "2d", 2, ctx.device, ctx.device.type == "cuda")
         base = s.config.configuration
         settings = M2SNetSettings(dim=2, encoder="res2net50d")  # the paper's model, with LossNet
         model = measure_memory_model(settings, base, 3, 2)
@@ -150,15 +150,15 @@ def check_memory_model(ctx: Context) -> list[str]:
 
 
 def _peak_training_memory_gb(ctx: Context, s, batch: int, patch: list[int]) -> float | None:
-    import bench_vs_unet as bvu
+    import steplib
 
     s.batch, s.patch = batch, tuple(patch)
-    spec = bvu.Spec("m2s", "M2SNetTrainer", "m2s", trainer="M2SNetTrainer")
+    spec = steplib.Spec("m2s", "M2SNetTrainer")
     if ctx.device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    net = bvu.build_network(spec, s)
-    case = bvu.TrainCase(spec, s, net, bvu.build_optimizer(spec, net, s))
+    net = steplib.build_network(spec, s)
+    case = steplib.TrainCase(spec, s, net, steplib.build_optimizer(spec, net, s))
     for _ in range(2):
         case.step()
     if ctx.device.type != "cuda":

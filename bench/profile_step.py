@@ -1,4 +1,4 @@
-"""Where does one M2SNet training step spend its time? torch.profiler over ``bench_vs_unet.TrainCase``'s step.
+"""Where does one M2SNet training step spend its time? torch.profiler over ``steplib.TrainCase``'s step.
 
 Default: the published network of ``M2SNetTrainer`` (res2net50d, random weights; Dice+CE + 0.1 LossNet with
 random VGG16 weights; SGD Nesterov) at batch 2 and 352x352 on the CPU, on nnU-Net's plans for such images;
@@ -18,8 +18,16 @@ import time
 from pathlib import Path
 
 import torch
-from bench_vs_unet import Spec, TrainCase, build_network, build_optimizer, load_setup, make_builtin_plans
 from benchlib import describe_device, markdown_table, median, pick_device, sync, write_report
+from steplib import (
+    Spec,
+    TrainCase,
+    build_network,
+    build_optimizer,
+    load_setup,
+    make_builtin_plans,
+    register_trainer,
+)
 from torch.profiler import ProfilerActivity, profile
 
 from m2s_nnunet.network import DEFAULT_ENCODER
@@ -91,20 +99,31 @@ def make_case(args: argparse.Namespace, device: torch.device, work: Path) -> Tra
     plans = make_builtin_plans(work, (args.size, args.size), 1000, 3, args.classes, work / "plan.log")
     s = load_setup(plans, plans.parent / "dataset.json", "2d", args.batch, device, device.type == "cuda")
     s = dataclasses.replace(s, patch=(args.size, args.size))
-    if args.trainer:
-        spec = Spec("trainer", args.trainer, "trainer", trainer=args.trainer)
-    else:
-        spec = Spec("m2s", f"M2SNet {args.encoder}", "m2s", args.encoder, lossnet=not args.no_lossnet)
+    # the paper's network with --encoder, without an ImageNet start (the cost does not depend on the weights)
+    trainer = args.trainer or register_trainer(
+        f"Profile_M2SNet_{args.encoder}" + ("_noLossNet" if args.no_lossnet else ""), encoder=args.encoder,
+        recipe=False, pretrained_encoder=False, **({"lossnet_weight": 0.0} if args.no_lossnet else {}))
+    spec = Spec("m2s", trainer)
     net = build_network(spec, s)
     return TrainCase(spec, s, net, build_optimizer(spec, net, s))
 
 
-def top_ops(prof: profile, top: int, cuda: bool) -> list[list[object]]:
-    """Table rows of the ``top`` ops by self CPU time (ms, % of all self CPU time)."""
+def profile_steps(case: TrainCase, steps: int, top: int) -> tuple[profile, list[list[object]]]:
+    """``steps`` training steps under torch.profiler: the profile and its ``top`` ops by self CPU time as table
+    rows (ms, % of all self CPU time; self CUDA ms on CUDA). ``speed_table.py --profile`` uses it too."""
+    cuda = case.s.device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(max(1, steps)):
+            case.step()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [[e.key, e.count, e.self_cpu_time_total / 1e3, 100 * e.self_cpu_time_total / total, e.cpu_time_total / 1e3]
-            + ([getattr(e, "self_device_time_total", 0.0) / 1e3] if cuda else []) for e in events[:top]]
+    ops = [[e.key, e.count, e.self_cpu_time_total / 1e3, 100 * e.self_cpu_time_total / total, e.cpu_time_total / 1e3]
+           + ([getattr(e, "self_device_time_total", 0.0) / 1e3] if cuda else []) for e in events[:top]]
+    return prof, ops
+
+
+def ops_header(cuda: bool) -> list[str]:
+    return ["op", "calls", "self CPU ms", "% of self CPU", "CPU total ms"] + (["self CUDA ms"] if cuda else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,14 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     med = {p: median([s[p] for s in samples if p in s]) for p in phases}  # a step GradScaler skips has no update
     total = sum(med.values())
     cuda = device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        for _ in range(max(1, args.profile_steps)):
-            case.step()
+    prof, ops = profile_steps(case, args.profile_steps, args.top)
     if args.trace:
         args.trace.parent.mkdir(parents=True, exist_ok=True)
         prof.export_chrome_trace(str(args.trace))
-    ops = top_ops(prof, args.top, cuda)
     what = (f"{args.trainer} (network, loss and optimiser as the trainer builds them)" if args.trainer else
             f"M2SNet {args.encoder}, loss Dice+CE" + ("" if args.no_lossnet else " + 0.1 LossNet (random VGG16 "
                                                       "weights: timing only)") + ", SGD Nesterov")
@@ -152,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"## Top {args.top} ops by self CPU time (torch.profiler)",
         "",
-        markdown_table(["op", "calls", "self CPU ms", "% of self CPU", "CPU total ms"]
-                       + (["self CUDA ms"] if cuda else []), ops),
+        markdown_table(ops_header(cuda), ops),
         "",
         "'LossNet forward' includes the softmax and one-hot maps; 'LossNet backward' stops at the probabilities; "
         "'network backward' includes the segmentation loss's backward. Convolution backward ops carry both the "

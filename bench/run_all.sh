@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Rerun the benchmarks of bench/RESULTS.md on this machine; tables, JSON and logs go to bench/out/ (gitignored).
 #
-#   bench/run_all.sh                  RESULTS sections 1 (bench_network.py), 2 (bench_vs_unet.py, 2D plans),
-#                                     3 (profile_step.py) and 7 (speed_table.py)
+#   bench/run_all.sh                  RESULTS sections 1 (bench_network.py), 3 (profile_step.py) and 7
+#                                     (speed_table.py, which also measures today's rows of section 2)
 #   bench/run_all.sh --accuracy       ... then section 6: every accuracy.py command listed below (hours on a
 #                                     CPU; needs the project's research data, skipped without it)
 #   bench/run_all.sh --quick          tiny inputs, one repeat: checks that everything runs (--accuracy: dry runs)
 #   bench/run_all.sh --device cpu     force a device (default: cuda when available)
 #
-# Not rerun: section 4 (timings of code paths since removed) and section 5 (made by equal_budget.py of 0.1.0,
-# removed; `accuracy.py kvasir --equal-time` asks the same question). PYTHON selects the interpreter
-# (default: the repo's .venv, else python3).
+# Not rerun: section 2 (made by bench_vs_unet.py of 0.1.0-0.8.0, folded into speed_table.py: its cases 2d_352
+# and 3d_hippo are the same comparisons today), section 4 (timings of code paths since removed) and section 5
+# (made by equal_budget.py of 0.1.0, removed; `accuracy.py kvasir --equal-time` asks the same question).
+# PYTHON selects the interpreter (default: the repo's .venv, else python3).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -62,7 +63,7 @@ while [[ $# -gt 0 ]]; do
         --accuracy) accuracy=1 ;;
         --quick) quick=1 ;;
         --device) device_args=(--device "$2"); shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
                    echo "Section 6 (--accuracy), in this order:"
                    accuracy_commands | sed 's/^\([^ ]*\) /  [\1] python bench\/accuracy.py /'; exit 0 ;;
         *) echo "run_all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -71,11 +72,10 @@ while [[ $# -gt 0 ]]; do
 done
 
 mkdir -p "$OUT"
-network_args=(--lossnet) vs_args=() profile_args=() speed_args=() accuracy_args=()
+network_args=(--lossnet) profile_args=() speed_args=() accuracy_args=()
 if [[ $quick -eq 1 ]]; then
     tiny=(--warmup 0 --threads 1)
     network_args=("${tiny[@]}" --encoders resnet18 --sizes 64 --batch 1 --repeats 1 --filter-base 64 --lossnet)
-    vs_args=("${tiny[@]}" --image-size 64 64 --num-images 20 --encoders resnet18 --batch 1 --repeats 1)
     profile_args=("${tiny[@]}" --encoder resnet18 --size 64 --batch 1 --steps 1)
     speed_args=(--quick) accuracy_args=(--dry-run)
 fi
@@ -90,8 +90,6 @@ run() {  # name, command...: tee stdout+stderr into $OUT/<name>.log and time it
 
 run network "$PYTHON" bench/bench_network.py "${device_args[@]}" "${network_args[@]}" \
     --out "$OUT/network.md" --json "$OUT/network.json"
-run vs_unet "$PYTHON" bench/bench_vs_unet.py "${device_args[@]}" "${vs_args[@]}" \
-    --out "$OUT/vs_unet.md" --json "$OUT/vs_unet.json"
 profile_device=("${device_args[@]}")
 [[ ${#profile_device[@]} -eq 0 ]] && profile_device=(--device cpu)  # the profile is about the CPU step by default
 run profile "$PYTHON" bench/profile_step.py "${profile_device[@]}" "${profile_args[@]}" \
@@ -107,5 +105,15 @@ if [[ $accuracy -eq 1 ]]; then
         run "accuracy_${n}_$section" "$PYTHON" bench/accuracy.py $args "${device_args[@]}" "${accuracy_args[@]}" \
             --out "$OUT/accuracy_${n}_$section.md" --json "$OUT/accuracy_${n}_$section.json" < /dev/null
     done < <(accuracy_commands)
+    # section 6.1's step times: every screened network on the screen's own plans, batch 12, one process
+    plans="$OUT/accuracy_work_main/nnUNet_preprocessed/Dataset611_AccKvasir/BenchPlans.json"
+    if [[ -f "$plans" ]]; then
+        screened=$(accuracy_commands | head -1 | sed 's/.*--models nnUNetTrainer_bench \([^-]*\) --work-dir.*/\1/')
+        # shellcheck disable=SC2086  # $screened is a list of trainer names on purpose
+        run step_times_6.1 "$PYTHON" bench/speed_table.py "${device_args[@]}" "${speed_args[@]}" --plans "$plans" \
+            --batch 12 --trainers $screened --out "$OUT/step_times_6.1.md" --json "$OUT/step_times_6.1.json"
+    else
+        echo "=== step_times_6.1: skipped ($plans is made by the first 6.1 run)"
+    fi
 fi
 echo "outputs: $OUT/*.md (tables), *.json (raw numbers), *.log (console)"

@@ -2,8 +2,9 @@
 
 Each case builds nnU-Net's own plans for a synthetic fingerprint (``nnUNetv2_plan_experiment``; the planner
 only reads shapes, spacings and intensities), the U-Net exactly as ``nnUNetTrainer`` builds it and M2SNet as a
-trainer class builds it, and times them interleaved on random data (``bench_vs_unet.py`` does the building and
-the training step: forward, loss, backward, clipping, SGD):
+trainer class builds it, and times them interleaved on random data (``steplib.py`` does the building and
+the training step: forward, loss, backward, clipping, SGD). It is the one script for speed ratios against the
+U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
 
 * 2D, 1000 RGB images of 352x352 (nnU-Net plans a 384x384 patch), batch 2: Res2Net-50 M2SNet + 0.1 LossNet
   (``M2SNetTrainer``), with and without LossNet (the LossNet share of the step);
@@ -15,7 +16,9 @@ the training step: forward, loss, backward, clipping, SGD):
   full resolution) and, for Hippocampus, the same with ``"last4"`` (X2 on the full-resolution stage,
   the recipe's mapping until 0.5.0);
 * inference at 128x128 inside nnU-Net's predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
-  Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet, M2SNet on the plans encoder.
+  Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet, M2SNet on the plans encoder;
+* with ``--plans``, a dataset's own plans (e.g. a preprocessed folder's ``nnUNetPlans.json``): the U-Net
+  against each trainer of ``--trainers`` at ``--configuration`` and ``--batch``.
 
 Throughput ratio = U-Net step time / M2SNet step time (> 1: M2SNet is faster). Activation memory = bytes
 of the tensors autograd saves for the backward pass in one training forward (parameters excluded): a
@@ -24,6 +27,8 @@ and matrix products (PyTorch's FlopCounterMode) over the step, as a share of a m
 
     python bench/speed_table.py --out bench/out/speed_table.md --json bench/out/speed_table.json
     python bench/speed_table.py --quick          # tiny repeats: checks that every row runs (a few minutes)
+    python bench/speed_table.py --plans $nnUNet_preprocessed/Dataset004_Hippocampus/nnUNetPlans.json \
+        --configuration 3d_fullres --trainers M2SNetTrainer M2SNetTrainer_scratch
 """
 
 from __future__ import annotations
@@ -35,16 +40,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from bench_vs_unet import (
-    Setup,
-    Spec,
-    TrainCase,
-    build_network,
-    build_optimizer,
-    load_setup,
-    make_synthetic_plans,
-    set_unet_deep_supervision,
-)
 from benchlib import (
     count_flops,
     describe_device,
@@ -55,10 +50,22 @@ from benchlib import (
     time_interleaved,
     write_report,
 )
+from profile_step import ops_header, profile_steps
+from steplib import (
+    Setup,
+    Spec,
+    TrainCase,
+    build_network,
+    build_optimizer,
+    load_setup,
+    make_synthetic_plans,
+    register_trainer,
+    set_unet_deep_supervision,
+)
 from torch import nn
 
+from m2s_nnunet.complexity import count_parameters
 from m2s_nnunet.losses import LossNet
-from m2s_nnunet.training import M2SNetTrainer
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
 RGB = {"0": "R", "1": "G", "2": "B"}
@@ -94,21 +101,11 @@ class UpsamplingLossNet(LossNet):
         return (self.size, self.size)
 
 
-def _trainer(name: str, **attrs) -> str:
-    """Register a trainer variant under ``name`` where ``bench_vs_unet.trainer_class`` finds it."""
-    import m2s_nnunet.training as training
-
-    if not hasattr(training, name):
-        base = attrs.pop("base", M2SNetTrainer)
-        setattr(training, name, type(name, (base,), attrs))
-    return name
-
-
-PAPER = _trainer("SpeedTable_M2SNet_paper", recipe=False)  # Res2Net-50, 2D, as published
-PAPER_NO_LOSSNET = _trainer("SpeedTable_M2SNet_paper_noLossNet", recipe=False, lossnet_weight=0.0)
+PAPER = register_trainer("SpeedTable_M2SNet_paper", recipe=False)  # Res2Net-50, 2D, as published
+PAPER_NO_LOSSNET = register_trainer("SpeedTable_M2SNet_paper_noLossNet", recipe=False, lossnet_weight=0.0)
 DEFAULT_3D = "M2SNetTrainer"  # 3D: the from-scratch recipe + 0.1 LossNet on slices
 # the recipe with the full-resolution pyramid of 4-stage plans (the recipe's mapping until 0.5.0)
-LAST4_3D = _trainer("SpeedTable_M2SNet_last4", level_mapping="last4")
+LAST4_3D = register_trainer("SpeedTable_M2SNet_last4", level_mapping="last4")
 
 
 def activation_bytes(case: TrainCase) -> int:
@@ -131,7 +128,7 @@ def activation_bytes(case: TrainCase) -> int:
 
 
 def _specs(trainers: list[str]) -> list[Spec]:
-    return [Spec("unet", "nnU-Net U-Net", "unet")] + [Spec(f"tr_{t}", t, f"tr_{t}", trainer=t) for t in trainers]
+    return [Spec("unet")] + [Spec(f"tr_{t}", t) for t in trainers]
 
 
 def train_cases(s: Setup, trainers: list[str], lossnet_factory=None, compile_: bool = False,
@@ -161,23 +158,12 @@ def time_steps(cases: dict[str, TrainCase], device: torch.device, warmup: int, r
     for key, case in cases.items():
         t = median(samples[key])
         out[key] = {"step_s": t, "samples_s": samples[key], "flops_per_step": count_flops(case.step),
+                    "params_m": count_parameters(case.net)["total"] / 1e6,
                     "activation_mib": None if compiled else activation_bytes(case) / 2**20}
         out[key]["gflops_per_s"] = out[key]["flops_per_step"] / t / 1e9
         if profile:
-            out[key]["profile"] = profile_ops(case)
+            out[key]["profile"] = profile_steps(case, steps=1, top=8)[1]
     return out
-
-
-def profile_ops(case: TrainCase, top: int = 8) -> list[list]:
-    """The ops with the most self time in one training step (torch.profiler), as table rows."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if case.s.device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        case.step()
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1
-    return [[e.key, e.count, e.self_cpu_time_total / 1e3, 100 * e.self_cpu_time_total / total] for e in events[:top]]
 
 
 def _activation_ratio(steps: dict[str, dict], key: str) -> float | None:
@@ -212,8 +198,7 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
     fns = {}
     image = torch.randn(s.num_inputs, 1, *s.patch)  # one 2D image as nnU-Net's predictor holds it: (c, 1, y, x)
     for label, trainer in trainers.items():
-        spec = Spec("unet", "U-Net", "unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer, "m",
-                                                                              trainer=trainer)
+        spec = Spec("unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer)
         net = build_network(spec, s)
         calibrate_batch_norm(net, image.shape[0], s)
         set_unet_deep_supervision(net, False)
@@ -284,6 +269,18 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                 m = t[f"tr_{trainer}"]
                 rows.append([f"{label}: {what} / U-Net", t["unet"]["step_s"] / m["step_s"],
                              _activation_ratio(t, f"tr_{trainer}")])
+        if args.plans is not None:
+            s = load_setup(args.plans, args.dataset_json or args.plans.parent / "dataset.json", args.configuration,
+                           args.batch, device, device.type == "cuda")
+            print(f"[plans] {args.plans.name} {args.configuration}: patch {list(s.patch)}, batch {s.batch}", flush=True)
+            t = time_steps(train_cases(s, args.trainers, compile_=args.compile, channels_last=args.channels_last),
+                           device, w, r, args.compile, args.profile)
+            data["plans"] = {"plans": args.plans.name, "configuration": args.configuration, "patch": s.patch,
+                             "batch": s.batch, "steps": t}
+            label = f"{args.configuration} {'x'.join(map(str, s.patch))} of the given plans, batch {s.batch}"
+            for trainer in args.trainers:
+                rows.append([f"{label}: {trainer} / U-Net", t["unet"]["step_s"] / t[f"tr_{trainer}"]["step_s"],
+                             _activation_ratio(t, f"tr_{trainer}")])
         if "predictor" in args.cases:
             s = setup("2d_128")
             times = predictor_times(s, {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER,
@@ -296,9 +293,10 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     peak = matmul_peak_gflops(device, args.matmul_n, torch.float32)
     data["matmul_peak_gflops"] = peak
     step_rows = []
-    for key in [k for k in CASES if k in data]:
+    measured = [k for k in (*CASES, "plans") if k in data]
+    for key in measured:
         for name, m in data[key]["steps"].items():
-            step_rows.append([key, name.removeprefix("tr_"), m["step_s"], m["gflops_per_s"],
+            step_rows.append([key, name.removeprefix("tr_"), m["params_m"], m["step_s"], m["gflops_per_s"],
                               100 * m["gflops_per_s"] / peak, m["activation_mib"]])
     md = [
         "# Speed: M2SNet against nnU-Net's U-Net, one process",
@@ -312,18 +310,20 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
         "",
         "## Per network",
         "",
-        markdown_table(["case", "network", "s/step", "GFLOP/s", "% of matmul peak", "activation MiB"], step_rows),
+        markdown_table(["case", "network", "params (M)", "s/step", "GFLOP/s", "% of matmul peak", "activation MiB"],
+                       step_rows),
         "",
     ]
-    for key in [k for k in CASES if k in data]:
+    for key in measured:
         for name, m in data[key]["steps"].items():
             if m.get("profile"):
                 md += ["", f"### Profile: {key}, {name.removeprefix('tr_')} (one step, top ops by self CPU time)",
-                       "", markdown_table(["op", "calls", "self ms", "% of the step"], m["profile"])]
+                       "", markdown_table(ops_header(device.type == "cuda"), m["profile"])]
     if "predictor_128" in data:
         md.append("- predictor, s per 128x128 image with TTA: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in data["predictor_128"].items()))
-    return "\n".join(md), {**data, "rows": rows, "args": vars(args) | {"out": str(args.out), "json": str(args.json)}}
+    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return "\n".join(md), {**data, "rows": rows, "args": recorded}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -332,8 +332,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3, help="interleaved timed calls, median reported")
     p.add_argument("--matmul-n", type=int, default=2048)
-    p.add_argument("--cases", nargs="+", choices=[*CASES, "predictor"], default=[*CASES, "predictor"],
-                   help="which rows to measure (default: all)")
+    p.add_argument("--cases", nargs="+", choices=[*CASES, "predictor"], default=None,
+                   help="which built-in rows to measure (default: all; none when --plans is given)")
+    p.add_argument("--plans", type=Path, default=None,
+                   help="also time the U-Net against --trainers on this nnUNetPlans.json (its dataset.json next to it)")
+    p.add_argument("--dataset-json", type=Path, default=None, help="--plans: default dataset.json next to it")
+    p.add_argument("--configuration", default="2d", help="--plans: the configuration (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="--plans: training batch (default: the plans' on CUDA, 2 on CPU)")
+    p.add_argument("--trainers", nargs="+", default=["M2SNetTrainer"],
+                   help="--plans: M2SNet trainer classes to time, of the package or of bench/trainers "
+                        "(default: %(default)s)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every network (activation memory is then not measured)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for networks and inputs")
@@ -342,6 +351,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    if args.cases is None:
+        args.cases = [] if args.plans is not None else [*CASES, "predictor"]
+    if args.plans is not None and not args.plans.is_file():
+        p.error(f"--plans {args.plans}: no such file (an nnUNetPlans.json of nnUNet_preprocessed/DatasetXXX)")
     if args.quick:
         args.warmup, args.repeats, args.matmul_n = 0, 1, 512
     return args

@@ -40,26 +40,22 @@ def test_bench_network_tiny(tmp_path):
     assert {"forward", "train_fast", "train_plain"} <= set(data["networks"][0]["ms_per_image"])
 
 
-def test_bench_vs_unet_tiny(tmp_path):
-    plans_dir = tmp_path / "plans"
-    out = run_script("bench_vs_unet.py", *TINY_NET, "--image-size", "64", "64", "--num-images", "20",
-                     "--encoders", "resnet18", "--batch", "1", "--memory", "none", "--matmul-n", "256",
-                     "--trainers", "M2SNetTrainer_scratch", "M2SAbl_DS_bench",
-                     "--save-plans", str(plans_dir), "--json", str(tmp_path / "v.json"))
-    assert "| nnU-Net U-Net | Dice+CE, deep supervision |" in out
-    assert "| M2SNet resnet18 | Dice+CE + 0.1 LossNet |" in out
-    assert "| M2SNetTrainer_scratch | as the trainer |" in out and "| M2SAbl_DS_bench | as the trainer |" in out
-    assert "## Ratios M2SNet / U-Net" in out
-    data = json.loads((tmp_path / "v.json").read_text())
-    assert data["patch"] == [64, 64]
-    assert set(data["train"]) == {"unet", "m2s_resnet18_lossnet", "m2s_resnet18", "tr_M2SNetTrainer_scratch",
-                                  "tr_M2SAbl_DS_bench"}
-    # one memory probe (what --memory subprocess runs per model), on the plans kept above
-    probe = run_script("bench_vs_unet.py", "--device", "cpu", "--probe", "m2s_resnet18", "--probe-mode", "train",
-                       "--plans", str(plans_dir / "nnUNetPlans.json"), "--batch", "1", "--memory-steps", "1",
-                       "--encoders", "resnet18", "--threads", "1")
-    memory = json.loads(probe.strip().splitlines()[-1])
-    assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 0
+def test_speed_table_on_given_plans(tmp_path):
+    """--plans: the U-Net against trainer classes of the package and of bench/trainers on a dataset's own plans."""
+    plans = REPO / "tests" / "data" / "tiny_plans" / "nnUNetPlans.json"
+    out = run_script("speed_table.py", "--device", "cpu", "--quick", "--plans", str(plans), "--batch", "1",
+                     "--trainers", "M2SNetTrainer_scratch", "M2SAbl_DS_bench", "--json", str(tmp_path / "s.json"))
+    assert "2d 64x64 of the given plans, batch 1: M2SNetTrainer_scratch / U-Net" in out
+    assert "2d 64x64 of the given plans, batch 1: M2SAbl_DS_bench / U-Net" in out
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert set(data) >= {"plans", "rows", "matmul_peak_gflops"} and "3d_hippo" not in data  # only the given plans
+    steps = data["plans"]["steps"]
+    assert set(steps) == {"unet", "tr_M2SNetTrainer_scratch", "tr_M2SAbl_DS_bench"}
+    assert all(m["step_s"] > 0 and m["params_m"] > 0 and m["activation_mib"] > 0 for m in steps.values())
+    assert data["args"]["plans"] == str(plans)
+    proc = subprocess.run([sys.executable, str(BENCH / "speed_table.py"), "--plans", str(tmp_path / "none.json")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such file" in proc.stderr
 
 
 def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
@@ -121,10 +117,10 @@ def test_make_bench_runs_the_script_with_its_arguments():
     proc = subprocess.run([*make, "BENCH=profile_step", "ARGS=--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "usage: profile_step.py" in proc.stdout
-    for bench in ([], ["BENCH=nosuch"], ["BENCH=benchlib"]):
+    for bench in ([], ["BENCH=nosuch"], ["BENCH=benchlib"], ["BENCH=steplib"]):
         proc = subprocess.run([*make, *bench], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and "usage: make bench BENCH=NAME" in proc.stderr
-        assert "accuracy bench_network bench_vs_unet gpu_check profile_step speed_table" in proc.stderr
+        assert "accuracy bench_network gpu_check profile_step speed_table" in proc.stderr
 
 
 def test_accuracy_harness_dry_run_and_unknown_trainer():
@@ -240,3 +236,223 @@ def torch_rand() -> float:
     import torch
 
     return float(torch.rand(1))
+
+
+# ---- accuracy.py --score-at (learning curves from one run) and the provenance of its reports (issue 23) ----
+def test_accuracy_score_at_refuses_points_the_schedule_never_reaches(monkeypatch, capsys, tmp_path):
+    """Each point must be a multiple of --iters within --epochs x --iters: refused (exit 2, naming the value)
+    while parsing the arguments, before anything trains."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import accuracy
+
+    base = ["busi", "--epochs", "4", "--iters", "50", "--work-dir", str(tmp_path)]
+    for points, message in ((["100", "175"], "--score-at 175: not a positive multiple of --iters (50)"),
+                            (["0"], "--score-at 0: not a positive multiple"),
+                            (["250"], "--score-at 250: beyond the schedule of --epochs x --iters = 4 x 50 = 200"),
+                            (["100", "--no-test"], "--score-at scores the test sets: it cannot go with --no-test")):
+        with pytest.raises(SystemExit) as exit_info:
+            accuracy.parse_args([*base, "--score-at", *points])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    args = accuracy.parse_args([*base, "--score-at", "200", "50", "100", "50"])
+    assert args.score_at == [50, 100, 200]  # sorted, duplicates dropped
+    assert accuracy.parse_args(base).score_at is None
+    # an equal-time run (here 120 iterations per epoch) is scored after the same epochs as the baseline
+    assert accuracy.score_points(args, 120) == {50: 120, 100: 240, 200: 480}
+    env = accuracy.make_env(args)
+    assert env["M2S_BENCH_SCORE_AT"] == "50,100,200"
+    assert accuracy.make_env(accuracy.parse_args(base))["M2S_BENCH_SCORE_AT"] == ""
+
+
+def test_schedule_mixin_saves_checkpoints_at_the_score_points(monkeypatch, tmp_path):
+    """checkpoint_it<N>.pth through the trainer's own save_checkpoint once N iterations are done, counted from the
+    start of the run (a resumed run too), saved before nnU-Net advances current_epoch, as its own checkpoints."""
+    monkeypatch.syspath_prepend(str(BENCH / "trainers"))
+    import accuracy_trainers as at
+
+    monkeypatch.setenv(at.EPOCHS_ENV, "4")
+    monkeypatch.setenv(at.ITERS_ENV, "5")
+    monkeypatch.setenv(at.SCORE_AT_ENV, "20,10")
+    saved = []
+
+    class FakeTrainer:  # the parts of nnUNetTrainer the mixin touches
+        def __init__(self, plans, configuration, fold, dataset_json, device):
+            self.output_folder, self.local_rank, self.batch_size, self.device = str(tmp_path), 0, 4, "cpu"
+            self.current_epoch = 0
+
+        def on_epoch_start(self):
+            pass
+
+        def on_epoch_end(self):
+            self.current_epoch += 1
+
+        def on_train_end(self):
+            pass
+
+        def save_checkpoint(self, filename):
+            saved.append((Path(filename).name, self.current_epoch))
+            assert Path(filename).parent == tmp_path
+
+    class Scheduled(at.ScheduleMixin, FakeTrainer):
+        pass
+
+    trainer = Scheduled({}, "2d", 0, {}, None)
+    assert trainer.bench_score_at == [10, 20]
+    for _ in range(4):
+        trainer.on_epoch_start()
+        trainer.on_epoch_end()
+    assert saved == [("checkpoint_it10.pth", 1), ("checkpoint_it20.pth", 3)]
+    trainer.on_train_end()
+    assert json.loads((tmp_path / "bench.json").read_text())["score_at"] == [10, 20]
+
+    saved.clear()
+    resumed = Scheduled({}, "2d", 0, {}, None)
+    resumed.current_epoch = 2  # nnU-Net's --c restores it from the checkpoint
+    for _ in range(2):
+        resumed.on_epoch_start()
+        resumed.on_epoch_end()
+    assert saved == [("checkpoint_it20.pth", 3)]
+
+    monkeypatch.setenv(at.SCORE_AT_ENV, "12")  # not at the end of an epoch: the run would never save it
+    with pytest.raises(ValueError, match="never reached|not reached"):
+        Scheduled({}, "2d", 0, {}, None)
+
+
+def _made_up_curve_results(cases: list[str], points: dict[int, float]) -> dict[str, list[dict]]:
+    """Two models, two seeds; both learn (+0.001 per iteration) and at each score point the second is ``points[n]``
+    better on every case."""
+    def run(model, seed, better):
+        def tests(n):
+            offset = n / 1000 + better * points[n] - 0.1
+            return {"busi": {"per_case": {c: 0.4 + 0.02 * i + offset + 0.01 * seed for i, c in enumerate(cases)},
+                             "nnunet_dice": 0.6, "predict_s": 10.0}}
+
+        bench = {"iterations": 300, "batch_size": 12, "seconds_per_iteration": 4.0, "train_seconds": 1200.0}
+        return {"model": model, "seed": seed, "bench": bench, "val_dice": 0.6, "tests": tests(300),
+                "points": {str(n): {"iterations": n, "tests": tests(n)} for n in points}}
+
+    return {"nnUNetTrainer_bench": [run("nnUNetTrainer_bench", s, 0) for s in (0, 1)],
+            "M2SNetTrainer_scratch_bench": [run("M2SNetTrainer_scratch_bench", s, 1) for s in (0, 1)]}
+
+
+def test_accuracy_table_shows_each_score_point(monkeypatch):
+    """render() with --score-at: the final table as before, then one block of rows per point, each paired against
+    the first model at that point, and the note that the learning-rate schedule is the longest budget's."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import accuracy
+
+    cases = [f"c{i}" for i in range(12)]
+    results = _made_up_curve_results(cases, {100: 0.03, 200: 0.05, 300: 0.08})
+    common = ["busi", "--models", "nnUNetTrainer_bench", "M2SNetTrainer_scratch_bench", "--seeds", "0", "1",
+              "--epochs", "6", "--iters", "50"]
+    plain = accuracy.render(accuracy.parse_args(common), results, ["busi"])
+    md = accuracy.render(accuracy.parse_args([*common, "--score-at", "100", "200", "300"]), results, ["busi"])
+    assert md.startswith(plain) and "Score points" not in plain  # without --score-at: the table of before
+    curve = md[len(plain):]
+    assert "## Score points: 100, 200, 300 iterations" in curve
+    assert "learning-rate schedule: that of the longest budget (6 epochs x 50 iterations = 300)" in curve
+    rows = [line for line in curve.splitlines() if line.startswith("| ") and "score point" not in line]
+    assert [row.split(" | ")[:3] for row in rows] == [
+        [f"| {n}", model, str(n)] for n in (100, 200, 300)
+        for model in ("nnUNetTrainer_bench", "M2SNetTrainer_scratch_bench")]
+    for row, diff in zip(rows[1::2], ("+0.030 [", "+0.050 [", "+0.080 [")):
+        assert diff in row and "0.000488" in row  # every case better: exact two-sided Wilcoxon p of 12
+    assert "| 0.510 / 0.520 |" in rows[0]  # each seed's mean at the first point
+
+
+def test_accuracy_report_records_provenance_without_paths(monkeypatch, tmp_path):
+    """The JSON report names the commit, the versions and each model's settings record (issue 14), and no local
+    folder, since it is committed to bench/results/."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import accuracy
+
+    from m2s_nnunet.settings import M2SNetSettings, make_record
+
+    record = make_record(M2SNetSettings(dim=2, encoder="plans", side_heads=True), "M2SNetTrainer_scratch_bench")
+    configuration = {"patch_size": [128, 128], "architecture": {"network_class_name": "m2s.Net", "arch_kwargs": {}}}
+    folders = {}
+    for trainer, block in (("nnUNetTrainer_bench", {}), ("M2SNetTrainer_scratch_bench", {"trained_with": record})):
+        folder = tmp_path / "private" / f"{trainer}__BenchPlans__2d"
+        folder.mkdir(parents=True)
+        config = {**configuration, **({"m2snet": {"schema_version": 1, **block}} if block else {})}
+        plans = {"plans_name": "BenchPlans", "configurations": {"2d": config}}
+        (folder / "plans.json").write_text(json.dumps(plans))
+        folders[trainer] = accuracy.model_record(folder, accuracy.parse_model(trainer), "2d")
+    unet, m2s = folders["nnUNetTrainer_bench"], folders["M2SNetTrainer_scratch_bench"]
+    assert unet == {"trainer": "nnUNetTrainer_bench", "plans": "BenchPlans", "configuration": "2d",
+                    "trained_with": None, "network_class": "m2s.Net"}
+    assert m2s["trained_with"]["trainer"] == "M2SNetTrainer_scratch_bench"
+    assert m2s["trained_with"]["settings"]["side_heads"] is True
+    assert accuracy.model_record(tmp_path / "missing", accuracy.parse_model("nnUNetTrainer_bench"),
+                                 "2d")["trained_with"] is None
+
+    source = accuracy.provenance()
+    import m2s_nnunet
+
+    assert source["m2s_nnunet"] == m2s_nnunet.__version__ and source["nnunetv2"] and source["torch"]
+    if (REPO / ".git").exists():
+        assert len(source["git_commit"]) == 40 and isinstance(source["git_dirty"], bool)
+    assert accuracy.git_state(tmp_path) == {"git_commit": None, "git_dirty": None}  # not a repository
+    args = accuracy.parse_args(["busi", "--score-at", "150", "--work-dir", str(tmp_path / "private" / "work")])
+    report = json.dumps({"args": accuracy.recorded_arguments(args), "provenance": source,
+                         "results": {"M2SNetTrainer_scratch_bench": [{"model_record": m2s}]}}, default=str)
+    assert str(tmp_path) not in report and str(REPO) not in report
+
+
+def test_accuracy_run_model_predicts_each_score_point_from_its_checkpoint(monkeypatch, tmp_path):
+    """run_model with --score-at, nnU-Net's commands and the scoring replaced: each early point is predicted with
+    ``-chk checkpoint_it<N>.pth`` into its own folder, the last point reuses the final model's predictions, finished
+    work is reused, and a finished training without a point's checkpoint is trained again."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH / "trainers"))
+    import accuracy
+    import pandas as pd
+
+    import m2s_nnunet.evaluation
+    import m2s_nnunet.nnunet_env
+
+    calls = []
+
+    def fake_nnunet(name, argv, env, log=None, quiet=False):
+        calls.append((name, argv))
+        if name == "nnUNetv2_train":
+            fold = Path(env["nnUNet_results"]) / "Dataset613_AccBusi" / "nnUNetTrainer_bench__BenchPlans__2d" / "fold_0"
+            (fold / "validation").mkdir(parents=True, exist_ok=True)
+            for file in ("checkpoint_final.pth", "checkpoint_it50.pth", "checkpoint_it150.pth"):
+                (fold / file).write_text("")
+            (fold / "bench.json").write_text(json.dumps({"iterations": 150}))
+            (fold / "validation" / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": 0.5}}))
+        else:
+            Path(argv[argv.index("-o") + 1]).mkdir(parents=True)
+
+    def fake_scores(pred, labels, progress=True):
+        dice = 0.3 if "it50" in str(pred) else 0.7
+        return type("Scores", (), {"per_case": pd.DataFrame({"case": ["a", "b"], "dice": [dice, dice]}),
+                                   "is_3d": False, "aggregate": pd.DataFrame({"nnU-Net Dice": [dice]})})()
+
+    monkeypatch.setattr(m2s_nnunet.nnunet_env, "run_nnunet", fake_nnunet)
+    monkeypatch.setattr(m2s_nnunet.evaluation, "evaluate_folder", fake_scores)
+    args = accuracy.parse_args(["busi", "--models", "nnUNetTrainer_bench", "--score-at", "150", "50",
+                                "--work-dir", str(tmp_path)])
+    tests = {"busi": (tmp_path / "imagesTs", tmp_path / "labelsTs")}
+    model = args.models[0]
+    result = accuracy.run_model(args, model, 0, Path("Dataset613_AccBusi"), tests, tmp_path)
+    assert [name for name, _ in calls] == ["nnUNetv2_train", "nnUNetv2_predict", "nnUNetv2_predict"]
+    final, early = calls[1][1], calls[2][1]
+    assert "-chk" not in final and final[final.index("-o") + 1].endswith("nnUNetTrainer_bench/busi")
+    assert early[early.index("-chk") + 1] == "checkpoint_it50.pth"
+    assert early[early.index("-o") + 1].endswith("nnUNetTrainer_bench/it50/busi")
+    assert result["points"]["50"] == {"iterations": 50, "tests": {"busi": {
+        "per_case": {"a": 0.3, "b": 0.3}, "nnunet_dice": 0.3, "predict_s": pytest.approx(0.0, abs=1.0)}}}
+    assert result["points"]["150"]["tests"]["busi"]["per_case"] == result["tests"]["busi"]["per_case"] == {
+        "a": 0.7, "b": 0.7}
+    assert result["model_record"]["trainer"] == "nnUNetTrainer_bench"
+
+    calls.clear()
+    accuracy.run_model(args, model, 0, Path("Dataset613_AccBusi"), tests, tmp_path)
+    assert calls == []  # everything finished before: reused
+    fold = next(tmp_path.glob("runs/busi/*/seed0/Dataset613_AccBusi/*/fold_0"))
+    (fold / "checkpoint_it50.pth").unlink()  # e.g. trained before --score-at existed
+    accuracy.run_model(args, model, 0, Path("Dataset613_AccBusi"), tests, tmp_path)
+    # trained again, and the earlier training's predictions are not reused
+    assert [name for name, _ in calls] == ["nnUNetv2_train", "nnUNetv2_predict", "nnUNetv2_predict"]

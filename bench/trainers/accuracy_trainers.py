@@ -8,9 +8,13 @@ existing trainer plus ``ScheduleMixin``, so two rows of a table differ only in w
 * ``M2S_BENCH_SEED``: seeds Python, NumPy and torch before the network is built (the replicate id).
 * ``M2S_BENCH_VAL_TTA``: ``0`` runs nnU-Net's final fold validation without mirroring (about 2x faster on
   CPU; the same for every row). The checkpoint keeps its mirror axes, so predictions still use TTA.
+* ``M2S_BENCH_SCORE_AT``: iteration counts (comma-separated multiples of the iterations per epoch) at which
+  the run also saves ``checkpoint_it<N>.pth`` through nnU-Net's ``save_checkpoint``, so that ``accuracy.py
+  --score-at`` can score a learning curve from one run (its learning-rate schedule: the whole run's).
 
-``fold_X/bench.json`` records what ran: epochs, iterations, batch size, seed and the training seconds
-(the epochs themselves: start-up, the final sliding-window validation and prediction are not included).
+``fold_X/bench.json`` records what ran: epochs, iterations, batch size, seed, the score points and the training
+seconds (the epochs themselves: start-up, the final sliding-window validation, prediction and the score points'
+checkpoints are not included).
 
 The ablation rows (``ABLATIONS``) each change one factor of the screening base, M2SNet on nnU-Net's residual
 encoder built from the plans (``encoder = "plans"``), and are generated below as ``M2SAbl_<tag>_bench``.
@@ -35,6 +39,25 @@ ITERS_ENV = "M2S_BENCH_ITERS"
 VAL_ITERS_ENV = "M2S_BENCH_VAL_ITERS"
 SEED_ENV = "M2S_BENCH_SEED"
 VAL_TTA_ENV = "M2S_BENCH_VAL_TTA"
+SCORE_AT_ENV = "M2S_BENCH_SCORE_AT"
+
+
+def checkpoint_name(iterations: int) -> str:
+    """The file a score point's checkpoint is saved as (``accuracy.py`` predicts from it with ``-chk``)."""
+    return f"checkpoint_it{iterations}.pth"
+
+
+def score_points_from_env(iterations_per_epoch: int, epochs: int) -> list[int]:
+    """The iteration counts of ``M2S_BENCH_SCORE_AT``; one the schedule never reaches is an error, since a
+    silently missing checkpoint would only show up hours later, when the prediction fails."""
+    text = os.environ.get(SCORE_AT_ENV, "").replace(",", " ")
+    points = sorted({int(v) for v in text.split()})
+    bad = [n for n in points if n < 1 or n % iterations_per_epoch or n > epochs * iterations_per_epoch]
+    if bad:
+        raise ValueError(f"{SCORE_AT_ENV}: {bad} not reached by this schedule ({epochs} epochs x "
+                         f"{iterations_per_epoch} iterations): use multiples of {iterations_per_epoch} up to "
+                         f"{epochs * iterations_per_epoch}")
+    return points
 
 
 class ScheduleMixin:
@@ -47,6 +70,7 @@ class ScheduleMixin:
         self.num_iterations_per_epoch = int(os.environ.get(ITERS_ENV, "50"))
         self.num_val_iterations_per_epoch = int(os.environ.get(VAL_ITERS_ENV, "5"))
         self.bench_seed = int(os.environ.get(SEED_ENV, "0"))
+        self.bench_score_at = score_points_from_env(self.num_iterations_per_epoch, self.num_epochs)
         random.seed(self.bench_seed)
         np.random.seed(self.bench_seed)
         torch.manual_seed(self.bench_seed)
@@ -59,6 +83,14 @@ class ScheduleMixin:
         super().on_epoch_start()
 
     def on_epoch_end(self) -> None:
+        # current_epoch counts from the start of the run (a resumed one too) and is still this epoch's index
+        # here: saved now, the checkpoint resumes like nnU-Net's own. Its writing time is not training time.
+        if self.bench_score_at:
+            done = (self.current_epoch + 1) * self.num_iterations_per_epoch
+            if done in self.bench_score_at:
+                saving = time.perf_counter()
+                self.save_checkpoint(str(Path(self.output_folder) / checkpoint_name(done)))
+                self._epoch_start += time.perf_counter() - saving
         super().on_epoch_end()
         self.bench_train_seconds += time.perf_counter() - self._epoch_start
         self.bench_epochs_run += 1
@@ -88,6 +120,7 @@ class ScheduleMixin:
                 "seconds_per_iteration": round(self.bench_train_seconds / max(
                     1, self.bench_epochs_run * self.num_iterations_per_epoch), 3),
                 "device": str(self.device),
+                "score_at": self.bench_score_at,
             }
             (Path(self.output_folder) / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
 
