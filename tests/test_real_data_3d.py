@@ -1,5 +1,5 @@
 """Real data, 3D: MSD Hippocampus (CC BY-SA 4.0) converted, planned, trained briefly in 3d_fullres (the recipe,
-100 iterations), predicted and evaluated. The validation Dice must beat what any constant output reaches on those
+60 iterations), predicted and evaluated. The validation Dice must beat what any constant output reaches on those
 cases by 0.1. Skipped where the project's research data is absent."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from m2s_nnunet.evaluation import evaluate_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data, requires_shared_data]
 
-TRAINER = "M2SNetTrainer_scratch_100its"  # tests/ext_trainers
+TRAINER = "M2SNetTrainer_scratch_60its"  # tests/ext_trainers
 
 
 def test_hippocampus_3d_fullres(tmp_path, capsys, record_property):

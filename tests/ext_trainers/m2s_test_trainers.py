@@ -79,12 +79,13 @@ class M2SNetTrainer_resnet18_scratch_short(M2SNetTrainer_smoke):
     val_iterations_per_epoch = 5
 
 
-class M2SNetTrainer_scratch_100its(M2SNetTrainer_scratch):
-    """The recipe for 4 x 25 iterations: long enough to learn something on real 3D data, short enough for a test."""
+class M2SNetTrainer_scratch_60its(M2SNetTrainer_scratch):
+    """The recipe for 3 x 20 iterations: long enough to learn something on real 3D data, short enough for a test.
+    Measured on fold 0 (floor 0.16): 100 iterations, 6 min, Dice 0.80; 60, 4 min, 0.76; 40, 3 min, 0.23."""
 
-    epochs = 4
-    iterations_per_epoch = 25
-    val_iterations_per_epoch = 5
+    epochs = 3
+    iterations_per_epoch = 20
+    val_iterations_per_epoch = 2
 
 
 class M2SNetTrainer_demoShort(M2SNetTrainer_scratch):
