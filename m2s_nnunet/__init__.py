@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 __all__ = ["LossNet", "M2SNet", "structure_loss", "__version__"]
 
 _LAZY = {
