@@ -4,9 +4,9 @@
   nnU-Net's Dice+CE under deep supervision (``DC_and_CE_loss`` + ``DeepSupervisionWrapper``, configured as
   ``nnUNetTrainer._build_loss`` does), SGD momentum 0.99;
 * M2SNet as a trainer class builds and trains it (``Spec.trainer``: network, side heads, loss and optimiser from
-  its resolved settings, e.g. ``M2SNetTrainer_scratch`` or an ablation row of
-  ``bench/trainers/accuracy_trainers.py``), or the paper's network with a timm encoder (``Spec.encoder``) and
-  Dice+CE with or without 0.1 LossNet. LossNet uses random VGG16 weights: its cost does not depend on them.
+  its resolved settings, e.g. ``M2SNetTrainer_scratch``, an ablation row of ``bench/trainers/accuracy_trainers.py``
+  or a variant made with ``register_trainer``). LossNet uses random VGG16 weights: its cost does not depend on
+  them.
 
 ``TrainCase.step`` is one iteration of ``nnUNetTrainer.train_step`` without data loading: forward, loss,
 backward, gradient clipping, SGD step; on CUDA under fp16 autocast with a GradScaler, as nnU-Net trains.
