@@ -1,4 +1,4 @@
-"""Real data: M2SNet's CPU variant trains on a Kvasir-SEG subset and must beat what a broken network reaches.
+"""Real data: the from-scratch recipe trains on a Kvasir-SEG subset and must beat what a broken network reaches.
 
 The floor is computed from the validation references themselves: a network that predicts every pixel as
 polyp (the best a network that learned nothing but "say polyp" gets; empty or random outputs score lower)
@@ -20,10 +20,10 @@ from m2s_nnunet.conversion import ConvertOptions, convert
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data, requires_shared_data]
 
-TRAINER = "M2SNetTrainer_resnet18_scratch_short"  # ResNet-18 from scratch, no LossNet (tests/ext_trainers)
+TRAINER = "M2SNetTrainer_scratch_300its"  # the from-scratch recipe, 300 iterations (tests/ext_trainers)
 
 
-def test_cpu_variant_on_kvasir_subset(tmp_path, capsys, record_property):
+def test_recipe_learns_on_kvasir_subset(tmp_path, capsys, record_property):
     env = make_env(tmp_path)
     source = SHARED_DATA / "polyp" / "Kvasir-SEG-train"
     convert(ConvertOptions(images=source / "images", masks=source / "masks", dataset_id=941, name="KvasirSubset",
@@ -36,7 +36,7 @@ def test_cpu_variant_on_kvasir_subset(tmp_path, capsys, record_property):
     record_property("kvasir_subset_val_dice", dice)
     with capsys.disabled():
         print(f"\n[real data] {TRAINER} on 80 Kvasir-SEG images (128x128, 64 train / 16 val, fold 0, "
-              f"500 iterations on CPU): validation Dice {dice:.3f}")
+              f"300 iterations on CPU): validation Dice {dice:.3f}")
     floor = _all_foreground_dice(Path(env["nnUNet_preprocessed"]) / "Dataset941_KvasirSubset", summary) + 0.1
     record_property("kvasir_subset_floor", floor)
     print(f"[real data] floor (all-foreground Dice + 0.1): {floor:.3f}")

@@ -67,18 +67,6 @@ class nnUNetTrainer_smoke(nnUNetTrainer):
         self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 1, 2, 1
 
 
-class M2SNetTrainer_resnet18_scratch_short(M2SNetTrainer_smoke):
-    """ResNet-18 from random weights without LossNet, 20 x 25 iterations: the light CPU network for the 2D real-data
-    test (2.4x faster per step than the recipe; what the demo trained up to 0.6)."""
-
-    recipe = False
-    encoder = "resnet18"
-    pretrained_encoder = False
-    epochs = 20
-    iterations_per_epoch = 25
-    val_iterations_per_epoch = 5
-
-
 class M2SNetTrainer_scratch_60its(M2SNetTrainer_scratch):
     """The recipe for 3 x 20 iterations: long enough to learn something on real 3D data, short enough for a test.
     Measured on fold 0 (floor 0.16): 100 iterations, 6 min, Dice 0.80; 60, 4 min, 0.76; 40, 3 min, 0.23."""
@@ -96,3 +84,12 @@ class M2SNetTrainer_demoShort(M2SNetTrainer_scratch):
     epochs = 3
     iterations_per_epoch = 15
     val_iterations_per_epoch = 2
+
+
+class M2SNetTrainer_scratch_300its(M2SNetTrainer_scratch):
+    """The recipe for 12 x 25 iterations: the 2D real-data test's network (the trainer the README recommends).
+    Measured at 200 iterations: Dice 0.41, 0.41, 0.35 against a floor of 0.31, too close; at 300: 0.40, 0.48."""
+
+    epochs = 12
+    iterations_per_epoch = 25
+    val_iterations_per_epoch = 5
