@@ -17,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # RESULTS section 6, one line per accuracy.py command: the work folder (runs of one folder reuse each other's
 # trainings, as in RESULTS; "fresh" marks the replicates RESULTS ran in a fresh folder), the RESULTS
-# subsection, then the arguments. Every run is 6 epochs x 25 iterations unless the line says otherwise.
+# subsection, then the arguments. Every run is 6 epochs x 25 iterations unless the line says otherwise (a later
+# --epochs/--iters wins).
 # Where a trainer's network has changed since the run, the line names today's trainer of the measured network:
 # the 3D recipe of 0.3.0-0.5.0 is M2SAbl_DS_bench, the 6.5 candidates are the *_deeper rows.
 ACCURACY_RUNS='
@@ -42,6 +43,10 @@ fresh_hippocampus 6.6 hippocampus --batch 2 --equal-time --models M2SAbl_DS_benc
 fresh_kvasir 6.6 kvasir --no-test --equal-time --models nnUNetTrainer_bench M2SAbl_res2net_bench M2SAbl_blocks1_bench
 fresh_hippocampus 6.7 hippocampus --batch 2 --equal-time --models M2SAbl_DS_bench M2SAbl_DS_deeper_bench M2SAbl_DS_refine_deeper_bench
 fresh_hippocampus 6.7 hippocampus --batch 2 --iters 84 --models M2SAbl_DS_deeper_bench
+curve 6.8 kvasir --epochs 24 --iters 50 --score-at 150 300 600 1200 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
+curve 6.8 busi --epochs 24 --iters 50 --score-at 150 300 600 1200 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
+curve 6.8 hippocampus --batch 2 --equal-time --epochs 24 --iters 50 --score-at 150 300 600 1200 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
+curve 6.8 kvasir --fold 1 --epochs 24 --iters 50 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
 '
 OUT=bench/out
 accuracy_commands() {  # "section arguments" per run, the arguments complete

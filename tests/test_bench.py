@@ -120,7 +120,7 @@ def test_make_bench_runs_the_script_with_its_arguments():
     for bench in ([], ["BENCH=nosuch"], ["BENCH=benchlib"], ["BENCH=steplib"]):
         proc = subprocess.run([*make, *bench], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and "usage: make bench BENCH=NAME" in proc.stderr
-        assert "accuracy bench_network gpu_check profile_step speed_table" in proc.stderr
+        assert "accuracy bench_network gpu_check plot_curves profile_step readme_table speed_table" in proc.stderr
 
 
 def test_accuracy_harness_dry_run_and_unknown_trainer():
@@ -456,3 +456,29 @@ def test_accuracy_run_model_predicts_each_score_point_from_its_checkpoint(monkey
     accuracy.run_model(args, model, 0, Path("Dataset613_AccBusi"), tests, tmp_path)
     # trained again, and the earlier training's predictions are not reused
     assert [name for name, _ in calls] == ["nnUNetv2_train", "nnUNetv2_predict", "nnUNetv2_predict"]
+
+
+def test_plot_curves_draws_each_point_and_its_paired_difference(monkeypatch, tmp_path, capsys):
+    """plot_curves.py: the differences it draws are the paired ones at each point (known here: +0.03, +0.05,
+    +0.08), it writes a PNG, and it refuses a result file that has no score points."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import plot_curves
+
+    cases = [f"c{i}" for i in range(12)]
+    results = _made_up_curve_results(cases, {100: 0.03, 200: 0.05, 300: 0.08})
+    data = {"args": {"dataset": "busi", "fold": "0", "epochs": "6", "iters": "50", "batch": "12"},
+            "provenance": {"git_commit": "0123456789abcdef"}, "results": results}
+    diffs = plot_curves.differences(data, "busi")
+    assert [n for n, *_ in diffs] == [100, 200, 300]
+    assert [round(d, 3) for _, d, _, _ in diffs] == [0.03, 0.05, 0.08]
+    assert all(low <= d <= high for _, d, low, high in diffs)
+    source, png = tmp_path / "curve.json", tmp_path / "docs" / "curve.png"
+    source.write_text(json.dumps(data))
+    assert plot_curves.main([str(source), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    for runs in results.values():
+        for r in runs:
+            del r["points"]
+    source.write_text(json.dumps(data))
+    assert plot_curves.main([str(source), "--out", str(tmp_path / "none.png")]) == 2
+    assert "no score points" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
