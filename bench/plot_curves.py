@@ -1,6 +1,7 @@
 """Learning curves as pictures: held-out Dice against training iterations, from ``accuracy.py --score-at`` files.
 
-One PNG per result file. Per test set, the left panel shows each model's mean per-case Dice at every score point.
+One PNG per result file, for its first two models. Per test set, the left panel shows each model's mean per-case
+Dice at every score point.
 The right panel shows the paired difference (second model minus the first, per case) with its percentile
 bootstrap 95% CI, computed as the README's accuracy table computes it. The points are snapshots of one run,
 whose learning-rate schedule is that of its longest budget.
@@ -18,33 +19,20 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 
 
-def curve(data: dict, test: str) -> dict[str, list[tuple[int, float]]]:
-    """Per model: (score point, mean per-case Dice over seeds and cases) in point order."""
-    import pandas as pd
-
-    out = {}
-    for model, runs in data["results"].items():
-        points = sorted(int(n) for n in runs[0].get("points", {}))
-        out[model] = [(n, float(pd.DataFrame({r["seed"]: r["points"][str(n)]["tests"][test]["per_case"]
-                                             for r in runs}).mean(axis=1).mean())) for n in points]
-    return out
-
-
-def differences(data: dict, test: str) -> list[tuple[int, float, float, float]]:
-    """(point, mean diff, CI low, CI high) of the second model against the first, paired per case."""
-    from readme_table import Arm, per_case
+def curve_points(data: dict, test: str) -> list[tuple[int, float, float, float, float, float]]:
+    """Per score point: (point, first model's mean, second model's mean, paired difference second - first, CI low,
+    CI high), per-case scores averaged over seeds first (``accuracy.seed_mean``)."""
+    from accuracy import seed_mean
 
     from m2s_nnunet.summary import paired_stats
 
-    models = list(data["results"])
-    base, other = models[0], models[1]
+    base, other = (data["results"][m] for m in list(data["results"])[:2])
     out = []
-    for n in sorted(int(k) for k in data["results"][base][0].get("points", {})):
-        a, _ = per_case(Arm("", other, n), test, data=data)
-        b, _ = per_case(Arm("", base, n), test, data=data)
+    for n in sorted(int(k) for k in base[0].get("points", {})):
+        b, a = seed_mean(base, test, n)[0], seed_mean(other, test, n)[0]
         common = a.index.intersection(b.index)
         s = paired_stats(a[common].to_numpy(), b[common].to_numpy())
-        out.append((n, s["mean diff"], s["CI low"], s["CI high"]))
+        out.append((n, float(b.mean()), float(a.mean()), s["mean diff"], s["CI low"], s["CI high"]))
     return out
 
 
@@ -58,15 +46,15 @@ def plot(data: dict, title: str, out: Path) -> None:
     models = list(data["results"])
     fig, axes = plt.subplots(len(tests), 2, figsize=(10, 3.6 * len(tests)), squeeze=False)
     for row, test in zip(axes, tests):
-        for model, points in curve(data, test).items():
-            row[0].plot([p for p, _ in points], [d for _, d in points], marker="o", label=model)
+        points = curve_points(data, test)
+        xs = [p[0] for p in points]
+        for column, model in ((1, models[0]), (2, models[1])):
+            row[0].plot(xs, [p[column] for p in points], marker="o", label=model)
         row[0].set(xscale="log", xlabel="training iterations", ylabel=f"{test}: mean Dice",
                    title=f"{test}: held-out Dice")
         row[0].legend(fontsize=8)
-        diffs = differences(data, test)
-        xs = [d[0] for d in diffs]
-        row[1].fill_between(xs, [d[2] for d in diffs], [d[3] for d in diffs], alpha=0.3, label="paired 95% CI")
-        row[1].plot(xs, [d[1] for d in diffs], marker="o", label=f"{models[1]} - {models[0]}")
+        row[1].fill_between(xs, [p[4] for p in points], [p[5] for p in points], alpha=0.3, label="paired 95% CI")
+        row[1].plot(xs, [p[3] for p in points], marker="o", label=f"{models[1]} - {models[0]}")
         row[1].axhline(0.0, color="grey", lw=0.8)
         row[1].set(xscale="log", xlabel="training iterations", ylabel="Dice difference", title=f"{test}: difference")
         row[1].legend(fontsize=8)
@@ -86,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = p.parse_args(argv)
     sys.path.insert(0, str(BENCH))
-    sys.path.insert(0, str(BENCH.parent))
     data = json.loads(args.result.read_text())
     first = next(iter(data["results"].values()))[0]
     if not first.get("points"):

@@ -468,10 +468,11 @@ def test_plot_curves_draws_each_point_and_its_paired_difference(monkeypatch, tmp
     results = _made_up_curve_results(cases, {100: 0.03, 200: 0.05, 300: 0.08})
     data = {"args": {"dataset": "busi", "fold": "0", "epochs": "6", "iters": "50", "batch": "12"},
             "provenance": {"git_commit": "0123456789abcdef"}, "results": results}
-    diffs = plot_curves.differences(data, "busi")
-    assert [n for n, *_ in diffs] == [100, 200, 300]
-    assert [round(d, 3) for _, d, _, _ in diffs] == [0.03, 0.05, 0.08]
-    assert all(low <= d <= high for _, d, low, high in diffs)
+    points = plot_curves.curve_points(data, "busi")
+    assert [n for n, *_ in points] == [100, 200, 300]
+    assert [round(other - base, 3) for _, base, other, *_ in points] == [0.03, 0.05, 0.08]
+    assert [round(d, 3) for *_, d, _, _ in points] == [0.03, 0.05, 0.08]
+    assert all(low <= d <= high for *_, d, low, high in points)
     source, png = tmp_path / "curve.json", tmp_path / "docs" / "curve.png"
     source.write_text(json.dumps(data))
     assert plot_curves.main([str(source), "--out", str(png)]) == 0
