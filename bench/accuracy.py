@@ -134,6 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--score-at", nargs="+", type=int, default=None, metavar="N",
                    help="also score the test sets after N training iterations of the same runs (multiples of "
                         "--iters, at most --epochs x --iters; the learning-rate schedule is that of the full run)")
+    p.add_argument("--predict-timing", action="store_true",
+                   help="also time nnUNetv2_predict per case in steady state on every test set (a fresh prediction of "
+                        "the set and of its first case alone; the difference excludes process start and model "
+                        "load) and, for M2SNet models on CPUs that compute bf16 natively, the same with "
+                        "M2S_NNUNET_PREDICT_BF16=1, scored against the labels and against the fp32 prediction")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work-dir", type=Path, default=BENCH / "out" / "accuracy_work")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the plan; train nothing")
@@ -300,6 +305,8 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
     for test, (images, labels) in tests.items():
         result["tests"][test] = predict_and_score(preds / test, images, labels, predict, env,
                                                   logs / f"predict_{log_tag}_{test}.log", f"{tag}: {test}")
+    if args.predict_timing:
+        result["predict_timing"] = timed_predictions(args, model, preds, tests, predict, env, logs / log_tag, tag)
     if points:
         result["points"] = {}
         for n, it in points.items():
@@ -338,6 +345,82 @@ def predict_and_score(pred: Path, images: Path, labels: Path, predict_args: list
         "nnunet_dice": float(scores.aggregate.iloc[-1]["nnU-Net Dice"]),
         "predict_s": float(done.read_text()),
     }
+
+
+def first_case(images: Path, into: Path) -> Path:
+    """``into`` holding links to the first case of ``images`` (all its channel files): nnUNetv2_predict on it
+    costs the process start, the model load and one case."""
+    files = sorted(f for f in images.iterdir() if f.is_file() and not f.name.startswith("."))
+    case = files[0].name.rsplit("_", 1)[0]  # nnU-Net names channel files CASE_XXXX.ext
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    for f in files:
+        if f.name.rsplit("_", 1)[0] == case:
+            (into / f.name).symlink_to(f.resolve())
+    return into
+
+
+def timed_predictions(args: argparse.Namespace, model: Model, preds: Path, tests: dict[str, tuple[Path, Path]],
+                      predict: list[str], env: dict[str, str], log_prefix: Path, tag: str) -> dict:
+    """``--predict-timing``: nnUNetv2_predict as users run it, per case in steady state, fp32 and (M2SNet on a CPU
+    that computes bf16) with ``M2S_NNUNET_PREDICT_BF16=1``. Always predicted afresh: reused folders keep the
+    time of another session."""
+    from m2s_nnunet.cpu_bf16 import PREDICT_ENV, cpu_computes_bf16
+    from m2s_nnunet.evaluation import evaluate_folder
+    from m2s_nnunet.nnunet_env import run_nnunet
+
+    variants = {"fp32": env}
+    if not model.trainer.startswith("nnUNetTrainer") and args.device == "cpu" and cpu_computes_bf16():
+        variants["predict_bf16"] = {**env, PREDICT_ENV: "1"}
+    timing: dict[str, dict] = {}
+    for variant, variant_env in variants.items():
+        for test, (images, labels) in tests.items():
+            folder = preds / "timing" / variant
+            one = folder / f"{test}_first_case"
+            shutil.rmtree(one, ignore_errors=True)
+            start = time.perf_counter()
+            run_nnunet("nnUNetv2_predict", ["-i", str(first_case(images, folder / f"{test}_first_case_input")),
+                                            "-o", str(one), *predict], variant_env,
+                       Path(f"{log_prefix}_timing_{variant}_{test}_first.log"), quiet=True)
+            one_s = time.perf_counter() - start
+            shutil.rmtree(folder / test, ignore_errors=True)
+            scored = predict_and_score(folder / test, images, labels, predict, variant_env,
+                                       Path(f"{log_prefix}_timing_{variant}_{test}.log"), f"{tag}: {test}, {variant}")
+            n = len(scored["per_case"])
+            entry = {"cases": n, "predict_s": scored["predict_s"], "first_case_s": one_s,
+                     "per_case_s": (scored["predict_s"] - one_s) / max(n - 1, 1), "per_case": scored["per_case"]}
+            if variant != "fp32":  # how far the prediction moves from the fp32 one (the fp32 run's masks as labels)
+                agreement = evaluate_folder(folder / test, preds / "timing" / "fp32" / test, progress=False)
+                column = "nnunet_Dice" if agreement.is_3d else "dice"
+                entry["dice_vs_fp32"] = float(agreement.per_case.groupby("case")[column].mean().mean())
+            timing.setdefault(variant, {})[test] = entry
+            print(f"[timing] {tag}: {test}, {variant}: {entry['per_case_s']:.3f} s per case in steady state "
+                  f"({n} cases in {scored['predict_s']:.1f} s, the first alone {one_s:.1f} s)", flush=True)
+    return timing
+
+
+def render_predict_timing(results: dict[str, list[dict]], tests: list[str]) -> list[str]:
+    """``--predict-timing``: the per-case time of each model, variant and test set, and the bf16 agreement."""
+    import numpy as np
+    from benchlib import markdown_table
+
+    rows = []
+    for label, runs in results.items():
+        for run in runs:
+            for variant, by_test in (run.get("predict_timing") or {}).items():
+                for t in tests:
+                    e = by_test[t]
+                    rows.append([label, run["seed"], variant, t, e["cases"], e["first_case_s"], e["per_case_s"],
+                                 float(np.mean(list(e["per_case"].values()))), e.get("dice_vs_fp32", "-")])
+    if not rows:
+        return []
+    return ["## nnUNetv2_predict per case (--predict-timing)", "",
+            markdown_table(["model", "seed", "precision", "test set", "cases", "first case alone s",
+                            "s per case (steady state)", "Dice", "Dice vs fp32 prediction"], rows, digits=3), "",
+            "- s per case: (time for the whole set - time for its first case alone) / (cases - 1): process start "
+            "and model load excluded; as the harness predicts (-npp 1 -nps 1, test-time mirroring on).",
+            "- predict_bf16: the same model with M2S_NNUNET_PREDICT_BF16=1 (bf16 autocast in eval mode on a CPU "
+            "that computes bf16 natively); its Dice against the fp32 prediction is per case, then averaged."]
 
 
 def model_record(model_dir: Path, model: Model, configuration: str) -> dict:
@@ -414,6 +497,9 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
     ]
     if getattr(args, "score_at", None) and tests:
         lines += ["", *render_score_points(args, results, tests)]
+    timing = render_predict_timing(results, tests)
+    if timing:
+        lines += ["", *timing]
     return "\n".join(lines)
 
 
