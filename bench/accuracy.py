@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -183,6 +184,7 @@ def schedule_tag(args: argparse.Namespace, iters: int | None = None) -> str:
 
 
 def make_env(args: argparse.Namespace, seed: int | None = None, iters: int | None = None) -> dict[str, str]:
+    from m2s_nnunet.cpu_bf16 import PREDICT_ENV
     from m2s_nnunet.nnunet_env import work_env
 
     env = work_env(args.work_dir)
@@ -191,6 +193,7 @@ def make_env(args: argparse.Namespace, seed: int | None = None, iters: int | Non
         results.mkdir(parents=True, exist_ok=True)
         env["nnUNet_results"] = str(results)
     env["nnUNet_extTrainer"] = env["nnUNet_extTrainer"] + os.pathsep + str(TRAINER_DIR)
+    env[PREDICT_ENV] = "0"  # held-out scores are fp32 predictions, whatever the shell says (--predict-timing adds bf16)
     env.update({"M2S_BENCH_EPOCHS": str(args.epochs), "M2S_BENCH_ITERS": str(iters or args.iters),
                 "M2S_BENCH_VAL_ITERS": str(args.val_iters), "M2S_BENCH_SEED": str(seed or 0),
                 "M2S_BENCH_VAL_TTA": "1" if args.val_tta else "0",
@@ -347,15 +350,21 @@ def predict_and_score(pred: Path, images: Path, labels: Path, predict_args: list
     }
 
 
+CHANNEL_FILE = re.compile(r"^(?P<case>.+)_\d{4}\.")  # nnU-Net's CASE_XXXX.ext (.png, .nii.gz...)
+
+
 def first_case(images: Path, into: Path) -> Path:
     """``into`` holding links to the first case of ``images`` (all its channel files): nnUNetv2_predict on it
     costs the process start, the model load and one case."""
-    files = sorted(f for f in images.iterdir() if f.is_file() and not f.name.startswith("."))
-    case = files[0].name.rsplit("_", 1)[0]  # nnU-Net names channel files CASE_XXXX.ext
+    channel_files = sorted((m["case"], f) for f in images.iterdir()
+                           if f.is_file() and (m := CHANNEL_FILE.match(f.name)))
+    if not channel_files:
+        raise SystemExit(f"accuracy: {images} holds no nnU-Net input file (CASE_XXXX.ext); nothing to time")
+    case = channel_files[0][0]
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
-    for f in files:
-        if f.name.rsplit("_", 1)[0] == case:
+    for name, f in channel_files:
+        if name == case:
             (into / f.name).symlink_to(f.resolve())
     return into
 
@@ -365,37 +374,42 @@ def timed_predictions(args: argparse.Namespace, model: Model, preds: Path, tests
     """``--predict-timing``: nnUNetv2_predict as users run it, per case in steady state, fp32 and (M2SNet on a CPU
     that computes bf16) with ``M2S_NNUNET_PREDICT_BF16=1``. Always predicted afresh: reused folders keep the
     time of another session."""
-    from m2s_nnunet.cpu_bf16 import PREDICT_ENV, cpu_computes_bf16
+    from m2s_nnunet.cpu_bf16 import NETWORK_ENV, PREDICT_ENV, cpu_computes_bf16
     from m2s_nnunet.evaluation import evaluate_folder
     from m2s_nnunet.nnunet_env import run_nnunet
 
-    variants = {"fp32": env}
+    # each variant's precision set here, not left to the shell's variables; the CPU check decides as it does here
+    plain = {k: v for k, v in env.items() if k != NETWORK_ENV}
+    variants = {"fp32": {**plain, PREDICT_ENV: "0"}}
     if not model.trainer.startswith("nnUNetTrainer") and args.device == "cpu" and cpu_computes_bf16():
-        variants["predict_bf16"] = {**env, PREDICT_ENV: "1"}
+        variants["predict_bf16"] = {**plain, PREDICT_ENV: "1"}
     timing: dict[str, dict] = {}
     for variant, variant_env in variants.items():
         for test, (images, labels) in tests.items():
             folder = preds / "timing" / variant
             one = folder / f"{test}_first_case"
             shutil.rmtree(one, ignore_errors=True)
+            one_input = first_case(images, folder / f"{test}_first_case_input")
             start = time.perf_counter()
-            run_nnunet("nnUNetv2_predict", ["-i", str(first_case(images, folder / f"{test}_first_case_input")),
-                                            "-o", str(one), *predict], variant_env,
+            run_nnunet("nnUNetv2_predict", ["-i", str(one_input), "-o", str(one), *predict], variant_env,
                        Path(f"{log_prefix}_timing_{variant}_{test}_first.log"), quiet=True)
             one_s = time.perf_counter() - start
             shutil.rmtree(folder / test, ignore_errors=True)
             scored = predict_and_score(folder / test, images, labels, predict, variant_env,
                                        Path(f"{log_prefix}_timing_{variant}_{test}.log"), f"{tag}: {test}, {variant}")
             n = len(scored["per_case"])
+            # the whole set's time is kept to 0.1 s (predict_and_score's .complete file): at most 0.05 / (n - 1) s
+            # off per case
             entry = {"cases": n, "predict_s": scored["predict_s"], "first_case_s": one_s,
-                     "per_case_s": (scored["predict_s"] - one_s) / max(n - 1, 1), "per_case": scored["per_case"]}
+                     "per_case_s": (scored["predict_s"] - one_s) / (n - 1) if n > 1 else None,
+                     "per_case": scored["per_case"]}
             if variant != "fp32":  # how far the prediction moves from the fp32 one (the fp32 run's masks as labels)
                 agreement = evaluate_folder(folder / test, preds / "timing" / "fp32" / test, progress=False)
                 column = "nnunet_Dice" if agreement.is_3d else "dice"
                 entry["dice_vs_fp32"] = float(agreement.per_case.groupby("case")[column].mean().mean())
             timing.setdefault(variant, {})[test] = entry
-            print(f"[timing] {tag}: {test}, {variant}: {entry['per_case_s']:.3f} s per case in steady state "
-                  f"({n} cases in {scored['predict_s']:.1f} s, the first alone {one_s:.1f} s)", flush=True)
+            print(f"[timing] {tag}: {test}, {variant}: {entry['per_case_s'] or float('nan'):.3f} s per case in steady "
+                  f"state ({n} cases in {scored['predict_s']:.1f} s, the first alone {one_s:.1f} s)", flush=True)
     return timing
 
 

@@ -68,7 +68,6 @@ from torch import nn
 from m2s_nnunet.complexity import count_parameters
 from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
 from m2s_nnunet.losses import LossNet
-from m2s_nnunet.training import M2SNetTrainer_scratch
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
 RGB = {"0": "R", "1": "G", "2": "B"}
@@ -106,8 +105,6 @@ class UpsamplingLossNet(LossNet):
 
 PAPER = register_trainer("SpeedTable_M2SNet_paper", recipe=False)  # Res2Net-50, 2D, as published
 PAPER_NO_LOSSNET = register_trainer("SpeedTable_M2SNet_paper_noLossNet", recipe=False, lossnet_weight=0.0)
-# the recipe with the opt-in bf16 autocast on CPUs that compute bf16 natively (``cpu_bf16``)
-SCRATCH_BF16 = register_trainer("SpeedTable_M2SNet_scratch_cpuBF16", base=M2SNetTrainer_scratch, cpu_bf16=True)
 DEFAULT_3D = "M2SNetTrainer"  # 3D: the from-scratch recipe + 0.1 LossNet on slices
 # the recipe with the full-resolution pyramid of 4-stage plans (the recipe's mapping until 0.5.0)
 LAST4_3D = register_trainer("SpeedTable_M2SNet_last4", level_mapping="last4")
@@ -208,11 +205,15 @@ class CpuBf16Autocast(nn.Module):
             return self.net(x).float()
 
 
+BF16_SUFFIX = "+bf16"  # a network of the predictor rows run in bf16: M2SNet as M2S_NNUNET_PREDICT_BF16=1 runs it
+BF16_LABEL = "M2SNet on the plans encoder, bf16 prediction"
+
+
 def predictor_networks(bf16: bool) -> dict[str, str]:
     """Label -> network of the predictor rows; with ``bf16`` also both networks under CPU bf16 autocast."""
     networks = {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER, "M2SNet on the plans encoder": "M2SNetTrainer_scratch"}
     if bf16:
-        networks.update({"U-Net in bf16": "unet_bf16", "M2SNet on the plans encoder, cpu_bf16": SCRATCH_BF16})
+        networks.update({"U-Net in bf16": f"unet{BF16_SUFFIX}", BF16_LABEL: f"M2SNetTrainer_scratch{BF16_SUFFIX}"})
     return networks
 
 
@@ -225,14 +226,16 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
 
     fns = {}
     image = torch.randn(s.num_inputs, 1, *s.patch)  # one 2D image as nnU-Net's predictor holds it: (c, 1, y, x)
-    for label, trainer in trainers.items():
-        unet = trainer.startswith("unet")
-        spec = Spec("unet") if unet else Spec(f"tr_{trainer}", trainer)
+    for label, name in trainers.items():
+        trainer, bf16 = name.removesuffix(BF16_SUFFIX), name.endswith(BF16_SUFFIX)
+        spec = Spec("unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer)
         net = build_network(spec, s)
         calibrate_batch_norm(net, image.shape[0], s)
         set_unet_deep_supervision(net, False)
         net.eval()
-        if trainer == "unet_bf16":
+        if hasattr(net, "cpu_bf16_eval"):  # M2SNet: the row's precision, whatever the shell's variables say
+            net.cpu_bf16, net.cpu_bf16_eval = False, bf16
+        elif bf16:
             net = CpuBf16Autocast(net)
         if compile_:
             net = torch.compile(net)
@@ -324,11 +327,12 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder"):
                 rows.append([f"{where}: {label} / U-Net", times["U-Net"] / times[label], None])
             if bf16:
-                bf16_label = "M2SNet on the plans encoder, cpu_bf16"
-                rows.append([f"{where}: {bf16_label} / U-Net (fp32, nnU-Net's default on CPU)",
-                             times["U-Net"] / times[bf16_label], None])
-                rows.append([f"{where}: {bf16_label} / U-Net in bf16", times["U-Net in bf16"] / times[bf16_label],
+                rows.append([f"{where}: {BF16_LABEL} / U-Net (fp32, nnU-Net's default on CPU)",
+                             times["U-Net"] / times[BF16_LABEL], None])
+                rows.append([f"{where}: {BF16_LABEL} / U-Net in bf16", times["U-Net in bf16"] / times[BF16_LABEL],
                              None])
+                rows.append([f"{where}: {BF16_LABEL} / the same M2SNet in fp32 (the bf16 speed-up)",
+                             times["M2SNet on the plans encoder"] / times[BF16_LABEL], None])
     peak = matmul_peak_gflops(device, args.matmul_n, torch.float32)
     data["matmul_peak_gflops"] = peak
     step_rows = []
@@ -340,7 +344,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     md = [
         "# Speed: M2SNet against nnU-Net's U-Net, one process",
         "",
-        f"- device: {data['device']}; {'fp16 autocast' if device.type == 'cuda' else 'fp32'}"
+        f"- device: {data['device']}; {'fp16 autocast' if device.type == 'cuda' else 'fp32 (bf16 where a row says so)'}"
         f"{'; torch.compile' if args.compile else ''}{'; channels_last' if args.channels_last else ''}; "
         f"warm-up {w}, median of {r} interleaved repeats; random data",
         f"- code: commit {data['provenance']['git_commit']}"

@@ -77,8 +77,8 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     # computes bf16 natively, also both networks in bf16
     expected = {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder"}
     if cpu_computes_bf16():
-        expected |= {"U-Net in bf16", "M2SNet on the plans encoder, cpu_bf16"}
-        assert "M2SNet on the plans encoder, cpu_bf16 / U-Net in bf16" in out
+        expected |= {"U-Net in bf16", "M2SNet on the plans encoder, bf16 prediction"}
+        assert "M2SNet on the plans encoder, bf16 prediction / U-Net in bf16" in out
     assert set(data["predictor_128"]) == expected
     assert "inference 128x128 with TTA in nnU-Net's predictor: Res2Net-50 M2SNet / U-Net" in out
     # what produced the numbers: the commit and versions, no local path
@@ -485,9 +485,11 @@ def test_accuracy_predict_timing_times_the_first_case_alone_and_bf16_prediction(
 
     images = tmp_path / "imagesTs"
     images.mkdir()
+    (images / "0_notes.txt").write_text("")  # sorts first, but is no nnU-Net input
     for case in ("a", "b", "c"):
         for channel in range(3):
             (images / f"{case}_{channel:04d}.png").write_text("")
+    monkeypatch.setenv("M2S_NNUNET_PREDICT_BF16", "1")  # left in the shell: the fp32 rows still run fp32
     calls = []
 
     def fake_nnunet(name, argv, env, log=None, quiet=False):
@@ -516,9 +518,9 @@ def test_accuracy_predict_timing_times_the_first_case_alone_and_bf16_prediction(
     tests = {"busi": (images, tmp_path / "labelsTs")}
     result = accuracy.run_model(args, args.models[0], 0, Path("Dataset613_AccBusi"), tests, tmp_path)
     first = ["a_0000.png", "a_0001.png", "a_0002.png"]
-    every = sorted(f.name for f in images.iterdir())
-    assert calls == [("nnUNetv2_train", None, None), ("nnUNetv2_predict", every, None),  # the final model's scores
-                     ("nnUNetv2_predict", first, None), ("nnUNetv2_predict", every, None),
+    every = sorted(f.name for f in images.iterdir())  # what the test set's own prediction reads
+    assert calls == [("nnUNetv2_train", None, "0"), ("nnUNetv2_predict", every, "0"),  # the final model's scores
+                     ("nnUNetv2_predict", first, "0"), ("nnUNetv2_predict", every, "0"),  # fp32, whatever the shell
                      ("nnUNetv2_predict", first, "1"), ("nnUNetv2_predict", every, "1")]
     timing = result["predict_timing"]
     assert set(timing) == {"fp32", "predict_bf16"} and timing["fp32"]["busi"]["cases"] == 3

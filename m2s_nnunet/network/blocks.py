@@ -175,7 +175,8 @@ class MultiScaleFilters(nn.Module):
 
     def responses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(F3(x), F5(x)). On the fast path both start from one channel sum of ``x``: the same operations on
-        the same tensor as two separate calls, so the result is identical, with one reduction instead of two."""
+        the same tensor as two separate calls, so the result is identical, with one reduction instead of two.
+        That path calls ``from_channel_sum``, not the filters' ``forward``: their forward hooks do not fire."""
         if self.f3.computes_one_channel and self.f5.computes_one_channel:
             channel_sum = x.sum(dim=1, keepdim=True)
             return self.f3.from_channel_sum(channel_sum), self.f5.from_channel_sum(channel_sum)

@@ -103,7 +103,8 @@ def _separate_filter_calls(unit: MultiScaleSubtractionUnit, a: torch.Tensor, b: 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_subtraction_unit_shares_one_channel_sum_per_input_exactly(norm, dim):
     """F3 and F5 of one input start from one channel sum (2 reductions per unit instead of 4) and the unit's
-    outputs, gradients and running statistics are bit-identical to separate filter calls."""
+    outputs and running statistics are bit-identical to separate filter calls. Gradients too, in one unit; in the
+    whole network, where tensors feed several units, autograd may add their parts in another order."""
     torch.manual_seed(0)
     filters = MultiScaleFilters(8, dim, norm=norm)
     unit = MultiScaleSubtractionUnit(8, dim, norm=norm)
@@ -125,6 +126,11 @@ def test_subtraction_unit_shares_one_channel_sum_per_input_exactly(norm, dim):
         shared.backward(grad)
         separate.backward(grad)
         assert torch.equal(a1.grad, a2.grad) and torch.equal(b1.grad, b2.grad)
+        for mine, theirs in zip([*filters.parameters(), *unit.parameters()],
+                                [*twins[0].parameters(), *twins[1].parameters()]):
+            assert torch.equal(mine.grad, theirs.grad)
+        for module in (filters, unit, *twins):
+            module.zero_grad()
         for mine, theirs in ((filters, twins[0]), (unit, twins[1])):
             assert mine.state_dict().keys() == theirs.state_dict().keys()
             for key, value in theirs.state_dict().items():
