@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--score-at", nargs="+", type=int, default=None, metavar="N",
                    help="also score the test sets after N training iterations of the same runs (multiples of "
                         "--iters, at most --epochs x --iters; the learning-rate schedule is that of the full run)")
+    p.add_argument("--predict-timing", action="store_true",
+                   help="also time nnUNetv2_predict per case in steady state on every test set (a fresh prediction of "
+                        "the set and of its first case alone; the difference excludes process start and model "
+                        "load) and, for M2SNet models on CPUs that compute bf16 natively, the same with "
+                        "M2S_NNUNET_PREDICT_BF16=1, scored against the labels and against the fp32 prediction")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work-dir", type=Path, default=BENCH / "out" / "accuracy_work")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the plan; train nothing")
@@ -178,6 +184,7 @@ def schedule_tag(args: argparse.Namespace, iters: int | None = None) -> str:
 
 
 def make_env(args: argparse.Namespace, seed: int | None = None, iters: int | None = None) -> dict[str, str]:
+    from m2s_nnunet.cpu_bf16 import PREDICT_ENV
     from m2s_nnunet.nnunet_env import work_env
 
     env = work_env(args.work_dir)
@@ -186,6 +193,7 @@ def make_env(args: argparse.Namespace, seed: int | None = None, iters: int | Non
         results.mkdir(parents=True, exist_ok=True)
         env["nnUNet_results"] = str(results)
     env["nnUNet_extTrainer"] = env["nnUNet_extTrainer"] + os.pathsep + str(TRAINER_DIR)
+    env[PREDICT_ENV] = "0"  # held-out scores are fp32 predictions, whatever the shell says (--predict-timing adds bf16)
     env.update({"M2S_BENCH_EPOCHS": str(args.epochs), "M2S_BENCH_ITERS": str(iters or args.iters),
                 "M2S_BENCH_VAL_ITERS": str(args.val_iters), "M2S_BENCH_SEED": str(seed or 0),
                 "M2S_BENCH_VAL_TTA": "1" if args.val_tta else "0",
@@ -300,6 +308,8 @@ def run_model(args: argparse.Namespace, model: Model, seed: int, dataset: Path,
     for test, (images, labels) in tests.items():
         result["tests"][test] = predict_and_score(preds / test, images, labels, predict, env,
                                                   logs / f"predict_{log_tag}_{test}.log", f"{tag}: {test}")
+    if args.predict_timing:
+        result["predict_timing"] = timed_predictions(args, model, preds, tests, predict, env, logs / log_tag, tag)
     if points:
         result["points"] = {}
         for n, it in points.items():
@@ -338,6 +348,93 @@ def predict_and_score(pred: Path, images: Path, labels: Path, predict_args: list
         "nnunet_dice": float(scores.aggregate.iloc[-1]["nnU-Net Dice"]),
         "predict_s": float(done.read_text()),
     }
+
+
+CHANNEL_FILE = re.compile(r"^(?P<case>.+)_\d{4}\.")  # nnU-Net's CASE_XXXX.ext (.png, .nii.gz...)
+
+
+def first_case(images: Path, into: Path) -> Path:
+    """``into`` holding links to the first case of ``images`` (all its channel files): nnUNetv2_predict on it
+    costs the process start, the model load and one case."""
+    channel_files = sorted((m["case"], f) for f in images.iterdir()
+                           if f.is_file() and (m := CHANNEL_FILE.match(f.name)))
+    if not channel_files:
+        raise SystemExit(f"accuracy: {images} holds no nnU-Net input file (CASE_XXXX.ext); nothing to time")
+    case = channel_files[0][0]
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    for name, f in channel_files:
+        if name == case:
+            (into / f.name).symlink_to(f.resolve())
+    return into
+
+
+def timed_predictions(args: argparse.Namespace, model: Model, preds: Path, tests: dict[str, tuple[Path, Path]],
+                      predict: list[str], env: dict[str, str], log_prefix: Path, tag: str) -> dict:
+    """``--predict-timing``: nnUNetv2_predict as users run it, per case in steady state, fp32 and (M2SNet on a CPU
+    that computes bf16) with ``M2S_NNUNET_PREDICT_BF16=1``. Always predicted afresh: reused folders keep the
+    time of another session."""
+    from m2s_nnunet.cpu_bf16 import NETWORK_ENV, PREDICT_ENV, cpu_computes_bf16
+    from m2s_nnunet.evaluation import evaluate_folder
+    from m2s_nnunet.nnunet_env import run_nnunet
+
+    # each variant's precision set here, not left to the shell's variables; the CPU check decides as it does here
+    plain = {k: v for k, v in env.items() if k != NETWORK_ENV}
+    variants = {"fp32": {**plain, PREDICT_ENV: "0"}}
+    if not model.trainer.startswith("nnUNetTrainer") and args.device == "cpu" and cpu_computes_bf16():
+        variants["predict_bf16"] = {**plain, PREDICT_ENV: "1"}
+    timing: dict[str, dict] = {}
+    for variant, variant_env in variants.items():
+        for test, (images, labels) in tests.items():
+            folder = preds / "timing" / variant
+            one = folder / f"{test}_first_case"
+            shutil.rmtree(one, ignore_errors=True)
+            one_input = first_case(images, folder / f"{test}_first_case_input")
+            start = time.perf_counter()
+            run_nnunet("nnUNetv2_predict", ["-i", str(one_input), "-o", str(one), *predict], variant_env,
+                       Path(f"{log_prefix}_timing_{variant}_{test}_first.log"), quiet=True)
+            one_s = time.perf_counter() - start
+            shutil.rmtree(folder / test, ignore_errors=True)
+            scored = predict_and_score(folder / test, images, labels, predict, variant_env,
+                                       Path(f"{log_prefix}_timing_{variant}_{test}.log"), f"{tag}: {test}, {variant}")
+            n = len(scored["per_case"])
+            # the whole set's time is kept to 0.1 s (predict_and_score's .complete file): at most 0.05 / (n - 1) s
+            # off per case
+            entry = {"cases": n, "predict_s": scored["predict_s"], "first_case_s": one_s,
+                     "per_case_s": (scored["predict_s"] - one_s) / (n - 1) if n > 1 else None,
+                     "per_case": scored["per_case"]}
+            if variant != "fp32":  # how far the prediction moves from the fp32 one (the fp32 run's masks as labels)
+                agreement = evaluate_folder(folder / test, preds / "timing" / "fp32" / test, progress=False)
+                column = "nnunet_Dice" if agreement.is_3d else "dice"
+                entry["dice_vs_fp32"] = float(agreement.per_case.groupby("case")[column].mean().mean())
+            timing.setdefault(variant, {})[test] = entry
+            print(f"[timing] {tag}: {test}, {variant}: {entry['per_case_s'] or float('nan'):.3f} s per case in steady "
+                  f"state ({n} cases in {scored['predict_s']:.1f} s, the first alone {one_s:.1f} s)", flush=True)
+    return timing
+
+
+def render_predict_timing(results: dict[str, list[dict]], tests: list[str]) -> list[str]:
+    """``--predict-timing``: the per-case time of each model, variant and test set, and the bf16 agreement."""
+    import numpy as np
+    from benchlib import markdown_table
+
+    rows = []
+    for label, runs in results.items():
+        for run in runs:
+            for variant, by_test in (run.get("predict_timing") or {}).items():
+                for t in tests:
+                    e = by_test[t]
+                    rows.append([label, run["seed"], variant, t, e["cases"], e["first_case_s"], e["per_case_s"],
+                                 float(np.mean(list(e["per_case"].values()))), e.get("dice_vs_fp32", "-")])
+    if not rows:
+        return []
+    return ["## nnUNetv2_predict per case (--predict-timing)", "",
+            markdown_table(["model", "seed", "precision", "test set", "cases", "first case alone s",
+                            "s per case (steady state)", "Dice", "Dice vs fp32 prediction"], rows, digits=3), "",
+            "- s per case: (time for the whole set - time for its first case alone) / (cases - 1): process start "
+            "and model load excluded; as the harness predicts (-npp 1 -nps 1, test-time mirroring on).",
+            "- predict_bf16: the same model with M2S_NNUNET_PREDICT_BF16=1 (bf16 autocast in eval mode on a CPU "
+            "that computes bf16 natively); its Dice against the fp32 prediction is per case, then averaged."]
 
 
 def model_record(model_dir: Path, model: Model, configuration: str) -> dict:
@@ -414,6 +511,9 @@ def render(args: argparse.Namespace, results: dict[str, list[dict]], tests: list
     ]
     if getattr(args, "score_at", None) and tests:
         lines += ["", *render_score_points(args, results, tests)]
+    timing = render_predict_timing(results, tests)
+    if timing:
+        lines += ["", *timing]
     return "\n".join(lines)
 
 

@@ -113,11 +113,13 @@ def bench_networks(args: argparse.Namespace, device, batch: int) -> tuple[list[l
     return rows, raw
 
 
-def _filters_call(filters, x, device, amp: bool, fast: bool, backward: bool) -> None:
-    for f in filters:
+def _filters_call(module, x, device, amp: bool, fast: bool, backward: bool) -> None:
+    """One filter, or both of ``MultiScaleFilters`` as a subtraction unit calls them (one shared channel sum)."""
+    both = isinstance(module, MultiScaleFilters)
+    for f in (module.f3, module.f5) if both else (module,):
         f.fast_path = fast
     with torch.set_grad_enabled(backward), precision_context(device, amp):
-        out = sum(f(x) for f in filters)
+        out = sum(module.responses(x)) if both else module(x)
     if backward:
         x.grad = None
         out.float().sum().backward()
@@ -135,8 +137,7 @@ def bench_filters(args: argparse.Namespace, device, batch: int) -> tuple[list[li
             "MultiScaleFilters (f3 + f5)": MultiScaleFilters(c).to(device),
         }
         for name, module in modules.items():
-            filters = [module.f3, module.f5] if isinstance(module, MultiScaleFilters) else [module]
-            call = partial(_filters_call, filters, x, device, args.amp)
+            call = partial(_filters_call, module, x, device, args.amp)
             fns = {"fwd_fast": partial(call, True, False), "fwd_plain": partial(call, False, False),
                    "bwd_fast": partial(call, True, True), "bwd_plain": partial(call, False, True)}
             samples = time_interleaved(fns, device, args.warmup, args.repeats)

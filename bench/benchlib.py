@@ -49,7 +49,11 @@ def describe_device(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"cpu: {model}, {os.cpu_count()} cores visible, torch threads: {threads} (torch {torch.__version__})"
+    from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
+
+    bf16 = "native" if cpu_computes_bf16() else "emulated"
+    return (f"cpu: {model}, {os.cpu_count()} cores visible, torch threads: {threads}, bf16 {bf16} "
+            f"(torch {torch.__version__})")
 
 
 def time_once(fn: Callable[[], object], device: torch.device) -> float:

@@ -1,7 +1,8 @@
 """The GPU checks of issue 11, in one run that writes one Markdown report (about 5-10 minutes on one GPU).
 
 1. numerics under nnU-Net's CUDA autocast (fp16): the fixed filters' fast path against the plain
-   convolution, LossNet against fp32, and 20 training steps of ``M2SNetTrainer``'s network and loss with
+   convolution, a subtraction unit (one channel sum per input for both filters) against separate filter calls,
+   eager and compiled, LossNet against fp32, and 20 training steps of ``M2SNetTrainer``'s network and loss with
    a GradScaler (every loss finite);
 2. throughput and activation-memory ratios against the U-Net (``speed_table.py`` on the device), with
    ``torch.compile`` off and on;
@@ -65,6 +66,38 @@ def check_fixed_filters(ctx: Context) -> list[str]:
                 with ctx.autocast():
                     amp = (fast(x).float() - plain(x).float()).abs().max().item()
             lines.append(f"| {k}x{k}{'x' + str(k) if dim == 3 else ''} | {dim}D | {amp:.3g} | {exact:.3g} |")
+    return lines
+
+
+def check_subtraction_unit(ctx: Context) -> list[str]:
+    """A subtraction unit (F3 and F5 sharing one channel sum per input) against the fixed filters called one by
+    one, under autocast, eager and compiled (compiled on CUDA only: inductor on CPU takes minutes)."""
+    import copy
+
+    from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit, resize_to
+
+    lines = ["| dim | norm | compiled | max abs error, shared vs separate, autocast | finite |",
+             "|---|---|---|---|---|"]
+    for dim in (2, 3):
+        for norm in ("batch", "instance"):
+            torch.manual_seed(0)
+            filters = MultiScaleFilters(64, dim, norm=norm).to(ctx.device).eval()
+            unit = MultiScaleSubtractionUnit(64, dim, norm=norm).to(ctx.device).eval()
+            ref_filters, ref_unit = copy.deepcopy(filters), copy.deepcopy(unit)
+
+            def separate(a, b, f=ref_filters, u=ref_unit):
+                a = resize_to(a, b)
+                return u.conv((a - b).abs() + (f.f3(a) - f.f3(b)).abs() + (f.f5(a) - f.f5(b)).abs())
+
+            side = (12 if dim == 3 else 48) if ctx.smoke else (24 if dim == 3 else 96)
+            a = torch.randn(2, 64, *([side // 2] * dim), device=ctx.device)
+            b = torch.randn(2, 64, *([side] * dim), device=ctx.device)
+            for compiled in (False, True) if ctx.device.type == "cuda" else (False,):
+                shared = torch.compile(unit) if compiled else unit
+                with torch.no_grad(), ctx.autocast():
+                    out, ref = shared(a, b, filters).float(), separate(a, b).float()
+                lines.append(f"| {dim}D | {norm} | {compiled} | {(out - ref).abs().max().item():.3g} | "
+                             f"{bool(torch.isfinite(out).all())} |")
     return lines
 
 
@@ -214,6 +247,7 @@ def check_ddp(ctx: Context) -> list[str]:
 # ------------------------------------------------------------------------------------------- main
 CHECKS = {
     "fixed filters: fast path vs plain convolution": check_fixed_filters,
+    "subtraction unit: shared channel sums vs separate filters": check_subtraction_unit,
     "LossNet under autocast": check_lossnet,
     "training steps under autocast": check_training_steps,
     "throughput and activation memory vs the U-Net": check_speed,

@@ -40,6 +40,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from accuracy import provenance
 from benchlib import (
     count_flops,
     describe_device,
@@ -65,6 +66,7 @@ from steplib import (
 from torch import nn
 
 from m2s_nnunet.complexity import count_parameters
+from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
 from m2s_nnunet.losses import LossNet
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
@@ -190,19 +192,53 @@ def calibrate_batch_norm(net: nn.Module, channels: int, s: Setup) -> None:
             net(torch.randn(2, channels, *s.patch, device=s.device))
 
 
+class CpuBf16Autocast(nn.Module):
+    """A network run under CPU bfloat16 autocast with fp32 logits: what M2SNet's ``cpu_bf16`` does, given to the
+    U-Net so that a row can compare the two networks at the same precision."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.net(x).float()
+
+
+BF16_SUFFIX = "+bf16"  # a network of the predictor rows run in bf16: M2SNet as M2S_NNUNET_PREDICT_BF16=1 runs it
+BF16_LABEL = "M2SNet on the plans encoder, bf16 prediction"
+
+
+def predictor_networks(bf16: bool) -> dict[str, str]:
+    """Label -> network of the predictor rows; with ``bf16`` also both networks under CPU bf16 autocast."""
+    networks = {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER, "M2SNet on the plans encoder": "M2SNetTrainer_scratch"}
+    if bf16:
+        networks.update({"U-Net in bf16": f"unet{BF16_SUFFIX}", BF16_LABEL: f"M2SNetTrainer_scratch{BF16_SUFFIX}"})
+    return networks
+
+
 def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, warmup: int,
-                    repeats: int) -> dict[str, float]:
-    """Seconds per 128x128 image in nnU-Net's predictor (sliding window, Gaussian, all mirror axes)."""
+                    repeats: int, compile_: bool = False) -> dict[str, float]:
+    """Seconds per 128x128 image in nnU-Net's predictor (sliding window, Gaussian, all mirror axes).
+
+    ``compile_``: the network compiled as the predictor compiles it under ``nnUNet_compile=t``."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     fns = {}
     image = torch.randn(s.num_inputs, 1, *s.patch)  # one 2D image as nnU-Net's predictor holds it: (c, 1, y, x)
-    for label, trainer in trainers.items():
+    for label, name in trainers.items():
+        trainer, bf16 = name.removesuffix(BF16_SUFFIX), name.endswith(BF16_SUFFIX)
         spec = Spec("unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer)
         net = build_network(spec, s)
         calibrate_batch_norm(net, image.shape[0], s)
         set_unet_deep_supervision(net, False)
         net.eval()
+        if hasattr(net, "cpu_bf16_eval"):  # M2SNet: the row's precision, whatever the shell's variables say
+            net.cpu_bf16, net.cpu_bf16_eval = False, bf16
+        elif bf16:
+            net = CpuBf16Autocast(net)
+        if compile_:
+            net = torch.compile(net)
         predictor = nnUNetPredictor(use_mirroring=True, perform_everything_on_device=device.type == "cuda",
                                     device=device, allow_tqdm=False)
         predictor.manual_initialization(net, s.plans_manager, s.config, None, s.dataset_json, "bench", (0, 1))
@@ -225,7 +261,8 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     device = pick_device(args.device)
     torch.manual_seed(0)
     w, r = args.warmup, args.repeats
-    data: dict[str, dict] = {"device": describe_device(device)}
+    # before measuring: the code that is timed is the code recorded (commit, uncommitted changes, versions)
+    data: dict[str, dict] = {"device": describe_device(device), "provenance": provenance()}
     rows = []
     with tempfile.TemporaryDirectory(prefix="m2s_speed_table_") as tmp:
         work = Path(tmp)
@@ -283,13 +320,19 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                              _activation_ratio(t, f"tr_{trainer}")])
         if "predictor" in args.cases:
             s = setup("2d_128")
-            times = predictor_times(s, {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER,
-                                        "M2SNet on the plans encoder": "M2SNetTrainer_scratch"}, device, w,
-                                    max(r, 5))
+            bf16 = device.type == "cpu" and cpu_computes_bf16()  # on CUDA the predictor runs fp16 autocast
+            times = predictor_times(s, predictor_networks(bf16), device, w, max(r, 5), args.compile)
             data["predictor_128"] = times
+            where = "inference 128x128 with TTA in nnU-Net's predictor"
             for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder"):
-                rows.append([f"inference 128x128 with TTA in nnU-Net's predictor: {label} / U-Net",
-                             times["U-Net"] / times[label], None])
+                rows.append([f"{where}: {label} / U-Net", times["U-Net"] / times[label], None])
+            if bf16:
+                rows.append([f"{where}: {BF16_LABEL} / U-Net (fp32, nnU-Net's default on CPU)",
+                             times["U-Net"] / times[BF16_LABEL], None])
+                rows.append([f"{where}: {BF16_LABEL} / U-Net in bf16", times["U-Net in bf16"] / times[BF16_LABEL],
+                             None])
+                rows.append([f"{where}: {BF16_LABEL} / the same M2SNet in fp32 (the bf16 speed-up)",
+                             times["M2SNet on the plans encoder"] / times[BF16_LABEL], None])
     peak = matmul_peak_gflops(device, args.matmul_n, torch.float32)
     data["matmul_peak_gflops"] = peak
     step_rows = []
@@ -301,9 +344,12 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     md = [
         "# Speed: M2SNet against nnU-Net's U-Net, one process",
         "",
-        f"- device: {data['device']}; {'fp16 autocast' if device.type == 'cuda' else 'fp32'}"
+        f"- device: {data['device']}; {'fp16 autocast' if device.type == 'cuda' else 'fp32 (bf16 where a row says so)'}"
         f"{'; torch.compile' if args.compile else ''}{'; channels_last' if args.channels_last else ''}; "
         f"warm-up {w}, median of {r} interleaved repeats; random data",
+        f"- code: commit {data['provenance']['git_commit']}"
+        f"{' with uncommitted changes' if data['provenance']['git_dirty'] else ''}, "
+        f"m2s-nnunet {data['provenance']['m2s_nnunet']}, nnunetv2 {data['provenance']['nnunetv2']}",
         f"- matmul peak: {peak:.1f} GFLOP/s ({args.matmul_n}^3 fp32 torch.mm)",
         "",
         markdown_table(["row", "throughput ratio (> 1: M2SNet faster)", "activation memory ratio"], rows),

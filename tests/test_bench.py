@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 # One thread: on a shared, busy CPU several OpenMP threads per process slow tiny runs down many times over.
@@ -71,9 +73,17 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     # the recipe's deeper mapping keeps the pyramid off the full resolution: far fewer saved activations
     assert steps["tr_M2SNetTrainer"]["activation_mib"] < 0.5 * steps["tr_SpeedTable_M2SNet_last4"]["activation_mib"]
     assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
-    # inside nnU-Net's predictor (random BatchNorm statistics calibrated, or fp16 logits overflow)
-    assert set(data["predictor_128"]) == {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder"}
+    # inside nnU-Net's predictor (random BatchNorm statistics calibrated, or fp16 logits overflow); where the CPU
+    # computes bf16 natively, also both networks in bf16
+    expected = {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder"}
+    if cpu_computes_bf16():
+        expected |= {"U-Net in bf16", "M2SNet on the plans encoder, bf16 prediction"}
+        assert "M2SNet on the plans encoder, bf16 prediction / U-Net in bf16" in out
+    assert set(data["predictor_128"]) == expected
     assert "inference 128x128 with TTA in nnU-Net's predictor: Res2Net-50 M2SNet / U-Net" in out
+    # what produced the numbers: the commit and versions, no local path
+    assert data["provenance"]["m2s_nnunet"] and "git_dirty" in data["provenance"]
+    assert "bf16 native" in data["device"] or "bf16 emulated" in data["device"]
 
 
 def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
@@ -88,11 +98,13 @@ def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
 def test_gpu_check_code_paths_on_cpu(tmp_path):
     """Every check of the GPU script at toy sizes on the CPU, so the GPU day does not start with a crash."""
     out = run_script("gpu_check.py", "--cpu-smoke", "--out", str(tmp_path / "g.md"),
-                     "--only", "fixed filters: fast path vs plain convolution", "LossNet under autocast",
+                     "--only", "fixed filters: fast path vs plain convolution",
+                     "subtraction unit: shared channel sums vs separate filters", "LossNet under autocast",
                      "training steps under autocast", "memory model vs max_memory_allocated", "DDP", timeout=600)
     report = (tmp_path / "g.md").read_text()
     assert "Traceback" not in report, report
     assert "all finite: **True**" in report
+    assert report.count("| False | 0 | True |") == 4  # shared sums = separate filter calls, 2D/3D, both norms
     assert "2-process DDP step (gloo): max gradient difference between ranks 0" in report
     assert "parameters without a gradient: 0" in report
     assert out
@@ -456,6 +468,68 @@ def test_accuracy_run_model_predicts_each_score_point_from_its_checkpoint(monkey
     accuracy.run_model(args, model, 0, Path("Dataset613_AccBusi"), tests, tmp_path)
     # trained again, and the earlier training's predictions are not reused
     assert [name for name, _ in calls] == ["nnUNetv2_train", "nnUNetv2_predict", "nnUNetv2_predict"]
+
+
+def test_accuracy_predict_timing_times_the_first_case_alone_and_bf16_prediction(monkeypatch, tmp_path):
+    """--predict-timing with nnU-Net's commands and the scoring replaced: per test set, nnUNetv2_predict on a folder
+    holding only the first case (all its channel files) and on the whole set, afresh; for an M2SNet model on a CPU
+    that computes bf16, the same with M2S_NNUNET_PREDICT_BF16=1, scored against the fp32 prediction too."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH / "trainers"))
+    import accuracy
+    import pandas as pd
+
+    import m2s_nnunet.cpu_bf16
+    import m2s_nnunet.evaluation
+    import m2s_nnunet.nnunet_env
+
+    images = tmp_path / "imagesTs"
+    images.mkdir()
+    (images / "0_notes.txt").write_text("")  # sorts first, but is no nnU-Net input
+    for case in ("a", "b", "c"):
+        for channel in range(3):
+            (images / f"{case}_{channel:04d}.png").write_text("")
+    monkeypatch.setenv("M2S_NNUNET_PREDICT_BF16", "1")  # left in the shell: the fp32 rows still run fp32
+    calls = []
+
+    def fake_nnunet(name, argv, env, log=None, quiet=False):
+        inputs = Path(argv[argv.index("-i") + 1]) if "-i" in argv else None
+        calls.append((name, sorted(f.name for f in inputs.iterdir()) if inputs else None,
+                      env.get("M2S_NNUNET_PREDICT_BF16")))
+        if name == "nnUNetv2_train":
+            fold = Path(env["nnUNet_results"]) / "Dataset613_AccBusi" / "M2SNetTrainer_scratch_bench__BenchPlans__2d"
+            (fold / "fold_0" / "validation").mkdir(parents=True, exist_ok=True)
+            (fold / "fold_0" / "checkpoint_final.pth").write_text("")
+            (fold / "fold_0" / "bench.json").write_text(json.dumps({"iterations": 150}))
+            (fold / "fold_0" / "validation" / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": 0.5}}))
+        else:
+            Path(argv[argv.index("-o") + 1]).mkdir(parents=True)
+
+    def fake_scores(pred, labels, progress=True):
+        dice = 0.98 if "timing/fp32" in str(labels) else 0.7  # agreement with the fp32 prediction
+        return type("Scores", (), {"per_case": pd.DataFrame({"case": ["a", "b", "c"], "dice": [dice] * 3}),
+                                   "is_3d": False, "aggregate": pd.DataFrame({"nnU-Net Dice": [dice]})})()
+
+    monkeypatch.setattr(m2s_nnunet.nnunet_env, "run_nnunet", fake_nnunet)
+    monkeypatch.setattr(m2s_nnunet.evaluation, "evaluate_folder", fake_scores)
+    monkeypatch.setattr(m2s_nnunet.cpu_bf16, "cpu_computes_bf16", lambda: True)
+    args = accuracy.parse_args(["busi", "--models", "M2SNetTrainer_scratch_bench", "--predict-timing",
+                                "--work-dir", str(tmp_path / "work")])
+    tests = {"busi": (images, tmp_path / "labelsTs")}
+    result = accuracy.run_model(args, args.models[0], 0, Path("Dataset613_AccBusi"), tests, tmp_path)
+    first = ["a_0000.png", "a_0001.png", "a_0002.png"]
+    every = sorted(f.name for f in images.iterdir())  # what the test set's own prediction reads
+    assert calls == [("nnUNetv2_train", None, "0"), ("nnUNetv2_predict", every, "0"),  # the final model's scores
+                     ("nnUNetv2_predict", first, "0"), ("nnUNetv2_predict", every, "0"),  # fp32, whatever the shell
+                     ("nnUNetv2_predict", first, "1"), ("nnUNetv2_predict", every, "1")]
+    timing = result["predict_timing"]
+    assert set(timing) == {"fp32", "predict_bf16"} and timing["fp32"]["busi"]["cases"] == 3
+    assert "dice_vs_fp32" not in timing["fp32"]["busi"] and timing["predict_bf16"]["busi"]["dice_vs_fp32"] == 0.98
+    assert timing["fp32"]["busi"]["per_case_s"] == pytest.approx(
+        (timing["fp32"]["busi"]["predict_s"] - timing["fp32"]["busi"]["first_case_s"]) / 2)
+    result["bench"] = {"iterations": 150, "batch_size": 12, "seconds_per_iteration": 1.0, "train_seconds": 150.0}
+    md = accuracy.render(args, {"M2SNetTrainer_scratch_bench": [result]}, ["busi"])
+    assert "## nnUNetv2_predict per case (--predict-timing)" in md and "| predict_bf16 | busi | 3 |" in md
 
 
 def test_plot_curves_draws_each_point_and_its_paired_difference(monkeypatch, tmp_path, capsys):

@@ -65,3 +65,15 @@ def test_a_row_refuses_runs_scored_on_different_cases(readme_table, tmp_path):
         readme_table.block(tmp_path, (row,))
     shutil.copy(tmp_path / "a.json", tmp_path / "b.json")
     assert "| BUSI | 150 | 0.500 | 0.500 | +0.000 [+0.000, +0.000], p = 1 |" in readme_table.block(tmp_path, (row,))
+
+
+def test_results_shows_each_curve_table_as_its_file_gives_it(readme_table, tmp_path):
+    """RESULTS.md section 6.8 holds every curve file's score-point table verbatim; an edited number is caught."""
+    assert readme_table.stale_curve_tables() == []
+    text = readme_table.RESULTS_MD.read_text()
+    for file in readme_table.CURVES:
+        table = readme_table.curve_table(file)
+        number = re.search(r"\| (0\.\d{3}) \|", table)
+        edited = tmp_path / "RESULTS.md"
+        edited.write_text(text.replace(table, table.replace(number.group(0), "| 0.999 |", 1)))
+        assert readme_table.stale_curve_tables(edited) == [file]

@@ -110,17 +110,30 @@ class FixedAllOnesFilter(nn.Module):
 
     def channel_sum_box(self, x: torch.Tensor) -> torch.Tensor:
         """The one distinct channel of the all-ones convolution's response, shape (B, 1, *spatial)."""
+        return self.box_of_channel_sum(x.sum(dim=1, keepdim=True))
+
+    def box_of_channel_sum(self, channel_sum: torch.Tensor) -> torch.Tensor:
+        """``channel_sum_box`` from the input's channel sum (B, 1, *spatial), which filters can share."""
         k = self.kernel_size
         # Zero-pad explicitly (avg_pool3d refuses inputs smaller than its kernel even when padded): the mean
         # over each k^dim window times k^dim is the zero-padded box sum the all-ones convolution computes.
-        channel_sum = F.pad(x.sum(dim=1, keepdim=True), [k // 2] * (2 * self.dim))
-        return self.box_pool(channel_sum) * float(k**self.dim)
+        padded = F.pad(channel_sum, [k // 2] * (2 * self.dim))
+        return self.box_pool(padded) * float(k**self.dim)
+
+    @property
+    def computes_one_channel(self) -> bool:
+        """Whether ``forward`` takes the one-channel fast path (box filter and norm on the channel sum)."""
+        return self.fast_path and type(self.norm) in _ONE_CHANNEL_NORMS and self.norm.weight is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast_path and type(self.norm) in _ONE_CHANNEL_NORMS and self.norm.weight is not None:
-            return self.act(self._normalise_one_channel(self.channel_sum_box(x)))
+        if self.computes_one_channel:
+            return self.from_channel_sum(x.sum(dim=1, keepdim=True))
         # plain path; also any other norm module, e.g. the SyncBatchNorm nnU-Net swaps in for multi-GPU training
         return self.act(self.norm(self.box_filter(x)))
+
+    def from_channel_sum(self, channel_sum: torch.Tensor) -> torch.Tensor:
+        """The fast path's output from the input's channel sum; only where ``computes_one_channel``."""
+        return self.act(self._normalise_one_channel(self.box_of_channel_sum(channel_sum)))
 
     def _normalise_one_channel(self, box: torch.Tensor) -> torch.Tensor:
         """``self.norm`` applied to ``box`` broadcast to C channels, computed on the one channel it has."""
@@ -160,6 +173,15 @@ class MultiScaleFilters(nn.Module):
         self.f3 = FixedAllOnesFilter(channels, 3, dim, fast_path, norm)
         self.f5 = FixedAllOnesFilter(channels, 5, dim, fast_path, norm)
 
+    def responses(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F3(x), F5(x)). On the fast path both start from one channel sum of ``x``: the same operations on
+        the same tensor as two separate calls, so the result is identical, with one reduction instead of two.
+        That path calls ``from_channel_sum``, not the filters' ``forward``: their forward hooks do not fire."""
+        if self.f3.computes_one_channel and self.f5.computes_one_channel:
+            channel_sum = x.sum(dim=1, keepdim=True)
+            return self.f3.from_channel_sum(channel_sum), self.f5.from_channel_sum(channel_sum)
+        return self.f3(x), self.f5(x)
+
 
 class MultiScaleSubtractionUnit(nn.Module):
     """MSSU(A, B) = conv(|a - B| + |F3(a) - F3(B)| + |F5(a) - F5(B)|) with a = A resized to B.
@@ -174,6 +196,6 @@ class MultiScaleSubtractionUnit(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, filters: MultiScaleFilters) -> torch.Tensor:
         a = resize_to(a, b)
-        f3, f5 = filters.f3, filters.f5
-        diff = torch.abs(a - b) + torch.abs(f3(a) - f3(b)) + torch.abs(f5(a) - f5(b))
+        (a3, a5), (b3, b5) = filters.responses(a), filters.responses(b)
+        diff = torch.abs(a - b) + torch.abs(a3 - b3) + torch.abs(a5 - b5)
         return self.conv(diff)

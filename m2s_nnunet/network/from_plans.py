@@ -6,7 +6,7 @@ benchmarks, so they all build the same network from the same settings (``m2s_nnu
 
 from __future__ import annotations
 
-from m2s_nnunet.cpu_bf16 import network_uses_cpu_bf16
+from m2s_nnunet.cpu_bf16 import network_predicts_in_cpu_bf16, network_uses_cpu_bf16
 from m2s_nnunet.network.m2snet import M2SNet
 from m2s_nnunet.network.plans_encoder import PlansEncoder
 from m2s_nnunet.settings import M2SNetSettings
@@ -33,7 +33,8 @@ def build_m2snet(settings: M2SNetSettings, configuration: dict, in_channels: int
     net = M2SNet(in_channels, num_classes, encoder=encoder, width=settings.width, side_heads=settings.side_heads,
                  deep_supervision=deep_supervision and settings.side_heads, norm=settings.decoder_norm,
                  refine=settings.refine, fast_filters=settings.fast_filters,
-                 cpu_bf16=network_uses_cpu_bf16(settings.cpu_bf16))
+                 cpu_bf16=network_uses_cpu_bf16(settings.cpu_bf16),
+                 cpu_bf16_eval=network_predicts_in_cpu_bf16(settings.cpu_bf16))
     patch = list(configuration["patch_size"])
     if any(p < m for p, m in zip(patch, net.min_input_size)):
         raise ValueError(f"patch size {patch} is smaller than M2SNet's minimum input {list(net.min_input_size)} "

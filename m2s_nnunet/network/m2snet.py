@@ -46,6 +46,8 @@ class M2SNet(nn.Module):
             instead of upsampling O1's stride-4 logits. Not in the paper; off by default.
         cpu_bf16: run on CPU inputs under bfloat16 autocast and return fp32 logits (the builder sets it where the
             settings ask for it and the CPU computes bf16 natively). GPU inputs keep the caller's precision.
+        cpu_bf16_eval: the same in eval mode only (prediction), for a network trained in fp32 (the builder sets it
+            where the user asks for it, ``M2S_NNUNET_PREDICT_BF16=1``).
 
     Input (B, in_channels, *spatial), each side at least the encoder's total stride (32 for timm CNNs);
     any size, not only multiples of it. Output (B, num_classes, *spatial) logits, or a list with DS on.
@@ -63,6 +65,7 @@ class M2SNet(nn.Module):
         norm: str = "batch",
         refine: bool = False,
         cpu_bf16: bool = False,
+        cpu_bf16_eval: bool = False,
     ) -> None:
         super().__init__()
         if deep_supervision and not side_heads:
@@ -71,6 +74,7 @@ class M2SNet(nn.Module):
         self.num_classes = num_classes
         self.deep_supervision = deep_supervision
         self.cpu_bf16 = cpu_bf16
+        self.cpu_bf16_eval = cpu_bf16_eval
         self.encoder = TimmEncoder(encoder, in_channels) if isinstance(encoder, str) else encoder
         # checked first: it is what M2SNet is built from, and the protocol check below cannot look inside it
         info = getattr(self.encoder, "feature_info", None)
@@ -182,7 +186,8 @@ class M2SNet(nn.Module):
                 s % m for s, m in zip(x.shape[2:], self.min_input_size)):
             raise ValueError(f"this encoder needs input sizes divisible by {self.min_input_size}, got "
                              f"{tuple(x.shape)} (nnU-Net's plans patches always are)")
-        bf16 = self.cpu_bf16 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+        bf16 = ((self.cpu_bf16 or (self.cpu_bf16_eval and not self.training)) and x.device.type == "cpu"
+                and not torch.is_autocast_enabled("cpu"))
         # nullcontext, not autocast(enabled=False), which would switch off an autocast the caller has on
         with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             out = self._forward(x)

@@ -246,6 +246,9 @@ class M2SNetTrainer(nnUNetTrainer):
         net = unwrap(self.network)
         if hasattr(net, "layout_resolver"):
             del net.layout_resolver  # the trainer's network is the recorded one; it never swaps itself
+        # M2S_NNUNET_PREDICT_BF16 is for nnUNetv2_predict: validation while training (pseudo Dice, the best
+        # checkpoint, the final validation) stays in the precision the model trains in
+        net.cpu_bf16_eval = net.cpu_bf16
         settings = self.settings
         n_params = sum(p.numel() for p in net.parameters())
         self._log_settings_source()

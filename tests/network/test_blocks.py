@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from m2s_nnunet.network.blocks import FixedAllOnesFilter, MultiScaleFilters
+from m2s_nnunet.network.blocks import (
+    FixedAllOnesFilter,
+    MultiScaleFilters,
+    MultiScaleSubtractionUnit,
+    resize_to,
+)
 
 
 @pytest.mark.parametrize("dim,kernel", [(2, 3), (2, 5), (3, 3), (3, 5)])
@@ -69,3 +77,62 @@ def test_other_norm_modules_keep_the_plain_path():
     fixed.norm.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
     fixed(torch.randn(2, 4, 8, 8))
     assert seen == [torch.Size([2, 4, 8, 8])]
+
+
+class _CountSums(TorchDispatchMode):
+    """Counts the channel reductions (``aten.sum`` over dims) run inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sums = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.sums += func is torch.ops.aten.sum.dim_IntList
+        return func(*args, **(kwargs or {}))
+
+
+def _separate_filter_calls(unit: MultiScaleSubtractionUnit, a: torch.Tensor, b: torch.Tensor,
+                           filters: MultiScaleFilters) -> torch.Tensor:
+    """The unit as 0.9.0 computed it: each fixed filter called on each input, one channel sum per call."""
+    a = resize_to(a, b)
+    f3, f5 = filters.f3, filters.f5
+    return unit.conv(torch.abs(a - b) + torch.abs(f3(a) - f3(b)) + torch.abs(f5(a) - f5(b)))
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_subtraction_unit_shares_one_channel_sum_per_input_exactly(norm, dim):
+    """F3 and F5 of one input start from one channel sum (2 reductions per unit instead of 4) and the unit's
+    outputs and running statistics are bit-identical to separate filter calls. Gradients too, in one unit; in the
+    whole network, where tensors feed several units, autograd may add their parts in another order."""
+    torch.manual_seed(0)
+    filters = MultiScaleFilters(8, dim, norm=norm)
+    unit = MultiScaleSubtractionUnit(8, dim, norm=norm)
+    with torch.no_grad():  # distinct affine parameters, so f3 and f5 differ
+        filters.f3.norm.weight.copy_(torch.linspace(0.5, 2.0, 8))
+        filters.f5.norm.bias.copy_(torch.linspace(-1.0, 1.0, 8))
+    twins = copy.deepcopy((filters, unit))
+    a, b = torch.randn(2, 8, *([5] * dim)), torch.randn(2, 8, *([9] * dim))
+    for train in (True, True, False):  # two training steps (running statistics compound), then eval
+        for module in (filters, unit, *twins):
+            module.train(train)
+        a1, b1, a2, b2 = (t.clone().requires_grad_() for t in (a, b, a, b))
+        with _CountSums() as counter:
+            shared = unit(a1, b1, filters)
+        separate = _separate_filter_calls(twins[1], a2, b2, twins[0])
+        assert counter.sums == 2
+        assert torch.equal(shared, separate)
+        grad = torch.randn_like(shared)
+        shared.backward(grad)
+        separate.backward(grad)
+        assert torch.equal(a1.grad, a2.grad) and torch.equal(b1.grad, b2.grad)
+        for mine, theirs in zip([*filters.parameters(), *unit.parameters()],
+                                [*twins[0].parameters(), *twins[1].parameters()]):
+            assert torch.equal(mine.grad, theirs.grad)
+        for module in (filters, unit, *twins):
+            module.zero_grad()
+        for mine, theirs in ((filters, twins[0]), (unit, twins[1])):
+            assert mine.state_dict().keys() == theirs.state_dict().keys()
+            for key, value in theirs.state_dict().items():
+                assert torch.equal(mine.state_dict()[key], value), key
+        a, b = a * 1.5 + 0.3, b - 0.2

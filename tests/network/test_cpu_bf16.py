@@ -89,3 +89,42 @@ def test_bf16_loss_and_gradients_against_fp32():
     # measured here: head 0.9997, aggregate 0.993, decode 0.984, pyramid 0.961, encoder 0.833 (InstanceNorm at full
     # resolution): why cpu_bf16 is a choice, not the default
     assert measured["head"] >= 0.99 and min(measured.values()) >= 0.8, measured
+
+
+@pytest.mark.parametrize("predict, cpu, expected", [(None, "1", False), ("0", "1", False), ("1", "1", True),
+                                                     ("1", "0", False)])
+def test_bf16_prediction_is_the_users_switch(monkeypatch, predict, cpu, expected):
+    """``M2S_NNUNET_PREDICT_BF16=1`` lets a model trained in fp32 predict in bf16 where the CPU computes it
+    (``M2S_NNUNET_CPU_BF16`` stands in for the CPU check here); unset, it predicts as it always did."""
+    if predict is None:
+        monkeypatch.delenv(cpu_bf16.PREDICT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(cpu_bf16.PREDICT_ENV, predict)
+    monkeypatch.setenv(cpu_bf16.NETWORK_ENV, cpu)
+    assert cpu_bf16.network_predicts_in_cpu_bf16(False) is expected
+    assert cpu_bf16.network_predicts_in_cpu_bf16(True) is (cpu == "1")  # a bf16-trained model predicts in bf16
+
+
+def test_a_model_trained_in_fp32_predicts_in_bf16_only_when_asked(monkeypatch):
+    """Through the trainer's builder, as ``nnUNetv2_predict`` builds it: training stays fp32, eval mode runs
+    bf16 with fp32 logits, and the prediction agrees with the fp32 one."""
+    monkeypatch.setenv(cpu_bf16.NETWORK_ENV, "1")  # as on a CPU that computes bf16
+    trainer = M2SNetTrainer_scratch
+    recorded = with_record(plans_config("2d"), settings_for(trainer, plans_config("2d"), 1), trainer.__name__)
+    manager = _plans(recorded)
+
+    def build(predict_bf16: bool) -> torch.nn.Module:
+        monkeypatch.setenv(cpu_bf16.PREDICT_ENV, "1" if predict_bf16 else "0")
+        torch.manual_seed(0)
+        return trainer.build_network_architecture(manager, manager.get_configuration("2d"), 1, 2, False)
+
+    plain, asked = build(False), build(True)
+    assert (plain.cpu_bf16, plain.cpu_bf16_eval, asked.cpu_bf16, asked.cpu_bf16_eval) == (False, False, False, True)
+    calibrate_batch_norm(plain, 1, recorded["patch_size"])
+    asked.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, *recorded["patch_size"], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(asked.train()(x), plain.train()(x))  # training keeps its precision
+        fp32, bf16 = plain.eval()(x), asked.eval()(x)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # bf16 really ran, logits leave in fp32
+    assert (bf16.argmax(1) == fp32.argmax(1)).float().mean() >= 0.99

@@ -147,6 +147,20 @@ def test_training_records_every_setting_in_the_plans_and_the_checkpoint(trainer_
     assert M2SNetSettings.from_dict(record["settings"]) == trainer.settings
 
 
+def test_the_bf16_prediction_switch_leaves_validation_while_training_alone(trainer_on, monkeypatch):
+    """M2S_NNUNET_PREDICT_BF16 is for nnUNetv2_predict: the trainer's own network validates (pseudo Dice, best
+    checkpoint, final validation) in the precision it trains in."""
+    from m2s_nnunet import cpu_bf16
+
+    monkeypatch.setenv(cpu_bf16.PREDICT_ENV, "1")
+    monkeypatch.setenv(cpu_bf16.NETWORK_ENV, "1")  # as on a CPU that computes bf16
+    trainer = trainer_on(M2SNetTrainer_scratch)
+    trainer.initialize()
+    assert trainer.network.cpu_bf16 is False and trainer.network.cpu_bf16_eval is False
+    manager, config = trainer.plans_manager, trainer.configuration_manager  # what nnUNetv2_predict builds
+    assert M2SNetTrainer_scratch.build_network_architecture(manager, config, 1, 2, False).cpu_bf16_eval is True
+
+
 def test_continue_training_an_old_checkpoint_builds_its_network(trainer_on, tmp_path, monkeypatch):
     """``--c`` (and ``--val``) load_checkpoint before initialize: the old layout decides the network."""
     with monkeypatch.context() as patch:  # what 0.3-0.5 trained on 4-stage plans
