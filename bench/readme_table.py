@@ -51,13 +51,14 @@ class Row:
 
 
 KVASIR_CURVE = "kvasir_fold0_curve.json"
+BUSI_CURVE = "busi_fold0_curve.json"
 ROWS: tuple[Row, ...] = (
     *(Row(name, key, Arm(KVASIR_CURVE, "nnUNetTrainer_bench", n), Arm(KVASIR_CURVE, "M2SNetTrainer_scratch_bench", n))
       for name, key in (("Kvasir-SEG, 100 polyp images", "kvasir"), ("CVC-ClinicDB, 110 images (unseen centre)",
                                                                        "clinicdb"))
       for n in (150, 1200)),
-    Row("BUSI, 100 ultrasound images", "busi", Arm("busi_fold0_resencm.json", "nnUNetTrainer_bench"),
-        Arm("busi_fold0_resencm.json", "M2SAbl_DS_bench")),
+    *(Row("BUSI, 100 ultrasound images", "busi", Arm(BUSI_CURVE, "nnUNetTrainer_bench", n),
+          Arm(BUSI_CURVE, "M2SNetTrainer_scratch_bench", n)) for n in (150, 1200)),
     Row("COVID-SemiSeg, 10 CT slices (4 seeds, per case averaged)", "covid",
         Arm("covid_fold0_4seeds.json", "nnUNetTrainer_bench"), Arm("covid_fold0_4seeds.json", "M2SAbl_DS_bench")),
     Row("Hippocampus 3D MRI, 40 volumes", "hippocampus",
@@ -121,7 +122,7 @@ def block(results_dir: Path = RESULTS, rows: tuple[Row, ...] = ROWS) -> str:
 
 
 # the learning curves whose score-point tables bench/RESULTS.md section 6.8 shows, as accuracy.py renders them
-CURVES: tuple[str, ...] = ("kvasir_fold0_curve.json",)
+CURVES: tuple[str, ...] = (KVASIR_CURVE, BUSI_CURVE)
 
 
 def curve_table(file: str, results_dir: Path = RESULTS) -> str:
