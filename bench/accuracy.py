@@ -340,17 +340,21 @@ def predict_and_score(pred: Path, images: Path, labels: Path, predict_args: list
         run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(pred), *predict_args], env, log, quiet=True)
         done.write_text(f"{time.perf_counter() - start:.1f}\n")
     scores = evaluate_folder(pred, labels, progress=False)
-    per_case = scores.per_case
-    column = "nnunet_Dice" if scores.is_3d else "dice"
-    case_scores = per_case.groupby("case")[column].mean()  # mean over foreground labels
     return {
-        "per_case": {c: float(v) for c, v in case_scores.items()},
+        "per_case": case_dice(scores),
         "nnunet_dice": float(scores.aggregate.iloc[-1]["nnU-Net Dice"]),
         "predict_s": float(done.read_text()),
     }
 
 
 CHANNEL_FILE = re.compile(r"^(?P<case>.+)_\d{4}\.")  # nnU-Net's CASE_XXXX.ext (.png, .nii.gz...)
+
+
+def case_dice(scores) -> dict[str, float]:
+    """Per-case Dice of an ``evaluate_folder`` result, averaged over the foreground labels (2D: the polyp mDice;
+    3D: nnU-Net's Dice)."""
+    column = "nnunet_Dice" if scores.is_3d else "dice"
+    return {c: float(v) for c, v in scores.per_case.groupby("case")[column].mean().items()}
 
 
 def first_case(images: Path, into: Path) -> Path:
@@ -404,9 +408,10 @@ def timed_predictions(args: argparse.Namespace, model: Model, preds: Path, tests
                      "per_case_s": (scored["predict_s"] - one_s) / (n - 1) if n > 1 else None,
                      "per_case": scored["per_case"]}
             if variant != "fp32":  # how far the prediction moves from the fp32 one (the fp32 run's masks as labels)
-                agreement = evaluate_folder(folder / test, preds / "timing" / "fp32" / test, progress=False)
-                column = "nnunet_Dice" if agreement.is_3d else "dice"
-                entry["dice_vs_fp32"] = float(agreement.per_case.groupby("case")[column].mean().mean())
+                agreement = case_dice(evaluate_folder(folder / test, preds / "timing" / "fp32" / test, progress=False))
+                import pandas as pd
+
+                entry["dice_vs_fp32"] = float(pd.Series(agreement).mean())  # NaN cases (empty/empty in 3D) skipped
             timing.setdefault(variant, {})[test] = entry
             print(f"[timing] {tag}: {test}, {variant}: {entry['per_case_s'] or float('nan'):.3f} s per case in steady "
                   f"state ({n} cases in {scored['predict_s']:.1f} s, the first alone {one_s:.1f} s)", flush=True)

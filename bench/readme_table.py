@@ -127,15 +127,13 @@ CURVES: tuple[str, ...] = (KVASIR_CURVE, BUSI_CURVE)
 
 def curve_table(file: str, results_dir: Path = RESULTS) -> str:
     """The score-point table of one ``--score-at`` result file, exactly as ``accuracy.py`` renders it."""
-    import json as json_
-
     from accuracy import parse_args, render_score_points
 
     data = load(file, results_dir)
     recorded, results = data["args"], data["results"]
     first_run = next(iter(results.values()))[0]
     args = parse_args([recorded["dataset"], "--models", *results, "--epochs", recorded["epochs"], "--iters",
-                       recorded["iters"], "--score-at", *map(str, json_.loads(recorded["score_at"]))])
+                       recorded["iters"], "--score-at", *map(str, json.loads(recorded["score_at"]))])
     lines = render_score_points(args, results, list(first_run["tests"]))
     return lines[2]  # heading, blank line, the table
 
