@@ -25,6 +25,12 @@ set from it and adds a learning-curve table: per score point the same columns an
 final model. The points are snapshots of one run, so their learning-rate schedule is that of the longest budget,
 not that of a run trained for N iterations. ``--equal-time`` rows are scored after the same epochs.
 
+``--equal-time --time-probe E`` measures the speed of every model after the first from a short run of E epochs
+instead of its full schedule, which is then not trained: the only way a slower model reaches the baseline's
+minutes of a long 3D curve within one session. The probe's first iterations include warm-up, so it can only
+under-state a model's speed (fewer matched iterations, never more). The probes go into the report's
+``time_probes``.
+
 The ``--json`` report records, beside the arguments and the per-case scores, the git commit (and whether the tree
 had uncommitted changes), the package versions and, per run, the settings record the trainer saved with the model
 (``model_record``; for nnU-Net's own trainers the trainer, plans and network class). No local path goes into it.
@@ -132,6 +138,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also train every other model for the baseline's training time: its iterations per epoch "
                         "scaled by the measured speed ratio, each model's fastest run counting (rows marked "
                         "'equal time')")
+    p.add_argument("--time-probe", type=int, default=None, metavar="EPOCHS",
+                   help="with --equal-time: measure every other model's speed from EPOCHS epochs of --iters "
+                        "iterations, not from its full schedule, and train it only at the baseline's time")
     p.add_argument("--score-at", nargs="+", type=int, default=None, metavar="N",
                    help="also score the test sets after N training iterations of the same runs (multiples of "
                         "--iters, at most --epochs x --iters; the learning-rate schedule is that of the full run)")
@@ -153,6 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs and --iters must be >= 1")
     if args.score_at is not None:
         check_score_points(p, args)
+    if args.time_probe is not None and (not args.equal_time or args.time_probe < 1):
+        p.error("--time-probe needs --equal-time and at least 1 epoch: it only sets the equal-time iterations")
     return args
 
 
@@ -583,6 +594,13 @@ def equal_time_iterations(results: dict[str, list[dict]], models: list[Model], e
                             / epochs)) for m in models[1:]}
 
 
+def time_probe_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments of a time probe: --time-probe epochs of --iters iterations, trained only (its own results
+    folder, since the schedule tag differs), so that it costs minutes where the full schedule costs hours."""
+    return argparse.Namespace(**{**vars(args), "epochs": args.time_probe, "score_at": None, "no_test": True,
+                                 "predict_timing": False})
+
+
 def recorded_arguments(args: argparse.Namespace) -> dict[str, str]:
     """The arguments as the JSON report records them: paths by name only, since result files get committed
     (``bench/results/``) and a local folder means nothing on another machine."""
@@ -648,19 +666,30 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     source = provenance()  # before training: the code that trains is the code recorded
     dataset, tests = prepare(args, logs)
-    results = {m.label: [run_model(args, m, s, dataset, tests, logs) for s in args.seeds] for m in args.models}
+    timed = args.models if args.time_probe is None else args.models[:1]
+    results = {m.label: [run_model(args, m, s, dataset, tests, logs) for s in args.seeds] for m in timed}
+    probes = {}
     if args.equal_time:
-        for m, matched in equal_time_iterations(results, args.models, args.epochs).items():
+        if args.time_probe is not None:
+            probes = {m.label: [run_model(time_probe_args(args), m, seed, dataset, tests, logs)
+                                for seed in args.seeds] for m in args.models[1:]}
+        for m, matched in equal_time_iterations({**results, **probes}, args.models, args.epochs).items():
             print(f"[equal time] {m.label}: {matched} iterations per epoch")
             results[f"{m.label} (equal time)"] = [run_model(args, m, seed, dataset, tests, logs, iters=matched)
                                                   for seed in args.seeds]
     test_names = [] if args.no_test else list(tests)
     md = render(args, results, test_names)
+    if probes:
+        md += "\n- equal-time iterations from time probes of " + "; ".join(
+            f"{label}: {runs[0]['bench']['iterations']} iterations, "
+            f"{min(r['bench']['seconds_per_iteration'] for r in runs):.2f} s/iter" for label, runs in probes.items())
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
     from benchlib import write_report
 
-    write_report(md, {"args": recorded_arguments(args), "provenance": source, "results": results}, args.out,
-                 args.json)
+    report = {"args": recorded_arguments(args), "provenance": source, "results": results}
+    if probes:
+        report["time_probes"] = probes
+    write_report(md, report, args.out, args.json)
     return 0
 
 

@@ -6,6 +6,7 @@ input checks (``--dry-run``), its table and its equal-time rule are tested here,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -557,3 +558,40 @@ def test_plot_curves_draws_each_point_and_its_paired_difference(monkeypatch, tmp
     source.write_text(json.dumps(data))
     assert plot_curves.main([str(source), "--out", str(tmp_path / "none.png")]) == 2
     assert "no score points" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
+
+
+def test_accuracy_time_probe_trains_the_slower_model_only_at_the_baselines_time(monkeypatch, tmp_path):
+    """--equal-time --time-probe E: every model after the first is timed by an E-epoch probe (trained only) and then
+    trained once, for the baseline's minutes; its full schedule is never trained. The probe is kept in the report."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH / "trainers"))
+    import accuracy
+
+    base = ["hippocampus", "--epochs", "24", "--iters", "50", "--work-dir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        accuracy.parse_args([*base, "--time-probe", "1"])  # without --equal-time it would set nothing
+    args = accuracy.parse_args([*base, "--equal-time", "--time-probe", "1", "--score-at", "150", "1200",
+                                "--json", str(tmp_path / "r.json")])
+    monkeypatch.setitem(accuracy.DATASETS, "hippocampus",  # no shared data needed: nothing is read
+                        dataclasses.replace(accuracy.DATASETS["hippocampus"], images=tmp_path))
+    monkeypatch.setattr(accuracy, "parse_args", lambda argv=None: args)
+    monkeypatch.setattr(accuracy, "prepare", lambda args, logs: (tmp_path / "Dataset", {}))
+    trained = []
+
+    def fake_run_model(a, model, seed, dataset, tests, logs, iters=None):
+        iters = iters or a.iters
+        trained.append((model.label, a.epochs, iters, a.no_test, a.score_at))
+        per_iteration = 1.0 if model.trainer == "nnUNetTrainer_bench" else 4.0
+        return {"model": model.label, "seed": seed, "val_dice": 0.5, "tests": {},
+                "bench": {"iterations": a.epochs * iters, "batch_size": 2, "seconds_per_iteration": per_iteration,
+                          "train_seconds": per_iteration * a.epochs * iters}}
+
+    monkeypatch.setattr(accuracy, "run_model", fake_run_model)
+    monkeypatch.setattr(accuracy, "provenance", lambda: {})
+    assert accuracy.main() == 0
+    assert trained == [("nnUNetTrainer_bench", 24, 50, False, [150, 1200]),
+                       ("M2SNetTrainer_scratch_bench", 1, 50, True, None),  # the probe: one epoch, no test
+                       ("M2SNetTrainer_scratch_bench", 24, 12, False, [150, 1200])]  # 1200 s / 4 s / 24 epochs
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert list(report["results"]) == ["nnUNetTrainer_bench", "M2SNetTrainer_scratch_bench (equal time)"]
+    assert report["time_probes"]["M2SNetTrainer_scratch_bench"][0]["bench"]["iterations"] == 50
