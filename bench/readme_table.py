@@ -132,7 +132,8 @@ def curve_table(file: str, results_dir: Path = RESULTS) -> str:
     data = load(file, results_dir)
     recorded, results = data["args"], data["results"]
     first_run = next(iter(results.values()))[0]
-    args = parse_args([recorded["dataset"], "--models", *results, "--epochs", recorded["epochs"], "--iters",
+    # only the baseline's name matters to the table; an equal-time label ("X (equal time)") is no --models value
+    args = parse_args([recorded["dataset"], "--models", next(iter(results)), "--epochs", recorded["epochs"], "--iters",
                        recorded["iters"], "--score-at", *map(str, json.loads(recorded["score_at"]))])
     lines = render_score_points(args, results, list(first_run["tests"]))
     return lines[2]  # heading, blank line, the table

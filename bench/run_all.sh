@@ -45,7 +45,7 @@ fresh_hippocampus 6.7 hippocampus --batch 2 --equal-time --models M2SAbl_DS_benc
 fresh_hippocampus 6.7 hippocampus --batch 2 --iters 84 --models M2SAbl_DS_deeper_bench
 curve 6.8 kvasir --epochs 24 --iters 50 --score-at 150 300 600 1200 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
 curve 6.8 busi --epochs 24 --iters 50 --score-at 150 300 600 1200 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
-curve 6.8 hippocampus --batch 2 --equal-time --epochs 24 --iters 50 --score-at 150 300 600 1200 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
+curve 6.8 hippocampus --batch 2 --equal-time --time-probe 1 --epochs 24 --iters 50 --score-at 150 300 600 1200 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
 curve 6.8 kvasir --fold 1 --epochs 24 --iters 50 --models nnUNetTrainer_bench M2SNetTrainer_scratch_bench
 '
 OUT=bench/out
