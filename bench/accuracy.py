@@ -64,6 +64,8 @@ REPO = BENCH.parent
 TRAINER_DIR = BENCH / "trainers"
 HELDOUT = BENCH / "heldout"
 SHARED = REPO.parent / "shared" / "data"
+RECORDED_SWITCHES = ("M2S_NNUNET_CPU_BF16", "M2S_NNUNET_CPU_ONEDNN", "M2S_NNUNET_LOSSNET_BF16",
+                     "M2S_NNUNET_PREDICT_BF16")
 PLANS = {"default": ("nnUNetPlans", "BenchPlans"), "resencm": ("nnUNetResEncUNetMPlans", "BenchResEncMPlans")}
 
 
@@ -623,8 +625,9 @@ def git_state(repo: Path = REPO) -> dict[str, object]:
 
 
 def provenance(repo: Path = REPO) -> dict[str, object]:
-    """What produced a report, beside its arguments: git state and package versions (the trained models' own
-    settings records are in each run, ``model_record``). Names and versions only, no paths."""
+    """What produced a report, beside its arguments: git state, package versions and the switches of
+    ``RECORDED_SWITCHES`` set in the shell (the trained models' own settings records are in each run,
+    ``model_record``). Names and versions only, no paths."""
     from importlib.metadata import PackageNotFoundError, version
 
     import m2s_nnunet
@@ -635,6 +638,9 @@ def provenance(repo: Path = REPO) -> dict[str, object]:
             record[package] = version(package)
         except PackageNotFoundError:
             record[package] = None
+    # the shell's switches that change what runs (precision, kernels) without changing the commit; never the
+    # weight-file variables, which hold local paths
+    record["environment"] = {k: os.environ[k] for k in RECORDED_SWITCHES if k in os.environ}
     return record
 
 

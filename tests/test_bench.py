@@ -399,7 +399,11 @@ def test_accuracy_report_records_provenance_without_paths(monkeypatch, tmp_path)
     assert accuracy.model_record(tmp_path / "missing", accuracy.parse_model("nnUNetTrainer_bench"),
                                  "2d")["trained_with"] is None
 
+    monkeypatch.setenv("M2S_NNUNET_CPU_ONEDNN", "0")
+    monkeypatch.setenv("M2S_NNUNET_WEIGHTS_DIR", str(tmp_path / "private" / "weights"))  # a path: never recorded
     source = accuracy.provenance()
+    assert source["environment"]["M2S_NNUNET_CPU_ONEDNN"] == "0"
+    assert "M2S_NNUNET_WEIGHTS_DIR" not in source["environment"]
     import m2s_nnunet
 
     assert source["m2s_nnunet"] == m2s_nnunet.__version__ and source["nnunetv2"] and source["torch"]

@@ -10,8 +10,6 @@ O4..O1 the decoder stages.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
@@ -25,6 +23,7 @@ from m2s_nnunet.network.decoder import (
 )
 from m2s_nnunet.network.encoder import DEFAULT_ENCODER, TimmEncoder
 from m2s_nnunet.network.encoder_protocol import EncoderFeatures, M2SEncoder
+from m2s_nnunet.network.onednn_conv import onednn_inference
 
 
 class M2SNet(nn.Module):
@@ -188,8 +187,9 @@ class M2SNet(nn.Module):
                              f"{tuple(x.shape)} (nnU-Net's plans patches always are)")
         bf16 = ((self.cpu_bf16 or (self.cpu_bf16_eval and not self.training)) and x.device.type == "cpu"
                 and not torch.is_autocast_enabled("cpu"))
-        # nullcontext, not autocast(enabled=False), which would switch off an autocast the caller has on
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        # nullcontext, not autocast(enabled=False), which would switch off an autocast the caller has on; bf16
+        # convolutions already run in oneDNN, fp32 ones of batch 1 need onednn_inference to get there
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else onednn_inference(x):
             out = self._forward(x)
         if not bf16:
             return out

@@ -86,9 +86,11 @@ def test_bf16_loss_and_gradients_against_fp32():
 
     measured = {p: cosine(p) for p in ("encoder", "pyramid", "aggregate", "decode", "head")}
     print(measured)
-    # measured here: head 0.9997, aggregate 0.993, decode 0.984, pyramid 0.961, encoder 0.833 (InstanceNorm at full
-    # resolution): why cpu_bf16 is a choice, not the default
-    assert measured["head"] >= 0.99 and min(measured.values()) >= 0.8, measured
+    # measured: head 0.9997, aggregate 0.993, decode 0.98, pyramid 0.95-0.96, encoder 0.73-0.83 (InstanceNorm at
+    # full resolution; 0.73 on a CPU with native AVX512-BF16, 0.83 on one that emulates bf16): why cpu_bf16 is a
+    # choice, not the default. The decoder is held to fp32's direction, the encoder only to a clearly positive one.
+    assert measured["head"] >= 0.99 and min(measured["aggregate"], measured["decode"]) >= 0.95, measured
+    assert measured["pyramid"] >= 0.9 and measured["encoder"] >= 0.6, measured
 
 
 @pytest.mark.parametrize("predict, cpu, expected", [(None, "1", False), ("0", "1", False), ("1", "1", True),
