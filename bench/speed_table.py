@@ -15,8 +15,10 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
   recipe + 0.1 LossNet on slices; with 4-stage plans its ``level_mapping: "deeper"`` keeps X2 below the
   full resolution) and, for Hippocampus, the same with ``"last4"`` (X2 on the full-resolution stage,
   the recipe's mapping until 0.5.0);
-* inference at 128x128 inside nnU-Net's predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
-  Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet, M2SNet on the plans encoder;
+* inference at 128x128 and on the Hippocampus 3D patch (``--cases predictor predictor_3d``) inside nnU-Net's
+  predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
+  Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet (2D), M2SNet on the plans encoder,
+  and on CPU the same M2SNet with PyTorch's own kernel choice (its oneDNN inference convolutions off);
 * with ``--plans``, a dataset's own plans (e.g. a preprocessed folder's ``nnUNetPlans.json``): the U-Net
   against each trainer of ``--trainers`` at ``--configuration`` and ``--batch``.
 
@@ -209,9 +211,17 @@ BF16_SUFFIX = "+bf16"  # a network of the predictor rows run in bf16: M2SNet as 
 BF16_LABEL = "M2SNet on the plans encoder, bf16 prediction"
 
 
-def predictor_networks(bf16: bool) -> dict[str, str]:
-    """Label -> network of the predictor rows; with ``bf16`` also both networks under CPU bf16 autocast."""
-    networks = {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER, "M2SNet on the plans encoder": "M2SNetTrainer_scratch"}
+TORCH_KERNELS_SUFFIX = "+torch_kernels"  # M2SNet with its oneDNN inference convolutions off (before 0.10)
+TORCH_KERNELS_LABEL = "M2SNet on the plans encoder, PyTorch's kernels"
+
+
+def predictor_networks(bf16: bool, dim: int = 2) -> dict[str, str]:
+    """Label -> network of the predictor rows: the U-Net, M2SNet (in 2D also Res2Net-50), M2SNet as before 0.10
+    (PyTorch's own kernel choice); with ``bf16`` also both networks under CPU bf16 autocast."""
+    networks = {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER, "M2SNet on the plans encoder": "M2SNetTrainer_scratch",
+                TORCH_KERNELS_LABEL: f"M2SNetTrainer_scratch{TORCH_KERNELS_SUFFIX}"}
+    if dim == 3:
+        networks.pop("Res2Net-50 M2SNet")  # a 2D encoder
     if bf16:
         networks.update({"U-Net in bf16": f"unet{BF16_SUFFIX}", BF16_LABEL: f"M2SNetTrainer_scratch{BF16_SUFFIX}"})
     return networks
@@ -219,29 +229,32 @@ def predictor_networks(bf16: bool) -> dict[str, str]:
 
 def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, warmup: int,
                     repeats: int, compile_: bool = False) -> dict[str, float]:
-    """Seconds per 128x128 image in nnU-Net's predictor (sliding window, Gaussian, all mirror axes).
+    """Seconds per image of one patch in nnU-Net's predictor (sliding window, Gaussian, all mirror axes).
 
     ``compile_``: the network compiled as the predictor compiles it under ``nnUNet_compile=t``."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     fns = {}
-    image = torch.randn(s.num_inputs, 1, *s.patch)  # one 2D image as nnU-Net's predictor holds it: (c, 1, y, x)
+    # one image as nnU-Net's predictor holds it: (c, 1, y, x) in 2D, (c, z, y, x) in 3D
+    image = torch.randn(s.num_inputs, *([1] if len(s.patch) == 2 else []), *s.patch)
     for label, name in trainers.items():
-        trainer, bf16 = name.removesuffix(BF16_SUFFIX), name.endswith(BF16_SUFFIX)
+        bf16, torch_kernels = name.endswith(BF16_SUFFIX), name.endswith(TORCH_KERNELS_SUFFIX)
+        trainer = name.removesuffix(BF16_SUFFIX).removesuffix(TORCH_KERNELS_SUFFIX)
         spec = Spec("unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer)
         net = build_network(spec, s)
         calibrate_batch_norm(net, image.shape[0], s)
         set_unet_deep_supervision(net, False)
         net.eval()
         if hasattr(net, "cpu_bf16_eval"):  # M2SNet: the row's precision, whatever the shell's variables say
-            net.cpu_bf16, net.cpu_bf16_eval = False, bf16
+            net.cpu_bf16, net.cpu_bf16_eval, net.cpu_onednn = False, bf16, not torch_kernels
         elif bf16:
             net = CpuBf16Autocast(net)
         if compile_:
             net = torch.compile(net)
         predictor = nnUNetPredictor(use_mirroring=True, perform_everything_on_device=device.type == "cuda",
                                     device=device, allow_tqdm=False)
-        predictor.manual_initialization(net, s.plans_manager, s.config, None, s.dataset_json, "bench", (0, 1))
+        predictor.manual_initialization(net, s.plans_manager, s.config, None, s.dataset_json, "bench",
+                                        tuple(range(len(s.patch))))
         fns[label] = partial(predictor.predict_sliding_window_return_logits, image)
     samples = time_interleaved(fns, device, warmup, repeats)
     return {label: median(v) for label, v in samples.items()}
@@ -318,14 +331,20 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             for trainer in args.trainers:
                 rows.append([f"{label}: {trainer} / U-Net", t["unet"]["step_s"] / t[f"tr_{trainer}"]["step_s"],
                              _activation_ratio(t, f"tr_{trainer}")])
-        if "predictor" in args.cases:
-            s = setup("2d_128")
+        for key, case in (("predictor", "2d_128"), ("predictor_3d", "3d_hippo")):
+            if key not in args.cases:
+                continue
+            s = setup(case)
             bf16 = device.type == "cpu" and cpu_computes_bf16()  # on CUDA the predictor runs fp16 autocast
-            times = predictor_times(s, predictor_networks(bf16), device, w, max(r, 5), args.compile)
-            data["predictor_128"] = times
-            where = "inference 128x128 with TTA in nnU-Net's predictor"
-            for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder"):
-                rows.append([f"{where}: {label} / U-Net", times["U-Net"] / times[label], None])
+            times = predictor_times(s, predictor_networks(bf16, len(s.patch)), device, w, max(r, 5), args.compile)
+            data["predictor_128" if key == "predictor" else "predictor_3d_hippo"] = times
+            where = f"inference {'x'.join(map(str, s.patch))} with TTA in nnU-Net's predictor"
+            for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder", TORCH_KERNELS_LABEL):
+                if label in times:
+                    rows.append([f"{where}: {label} / U-Net", times["U-Net"] / times[label], None])
+            if device.type == "cpu":
+                rows.append([f"{where}: M2SNet, oneDNN inference convolutions / PyTorch's kernels (the speed-up)",
+                             times[TORCH_KERNELS_LABEL] / times["M2SNet on the plans encoder"], None])
             if bf16:
                 rows.append([f"{where}: {BF16_LABEL} / U-Net (fp32, nnU-Net's default on CPU)",
                              times["U-Net"] / times[BF16_LABEL], None])
@@ -365,9 +384,10 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if m.get("profile"):
                 md += ["", f"### Profile: {key}, {name.removeprefix('tr_')} (one step, top ops by self CPU time)",
                        "", markdown_table(ops_header(device.type == "cuda"), m["profile"])]
-    if "predictor_128" in data:
-        md.append("- predictor, s per 128x128 image with TTA: "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in data["predictor_128"].items()))
+    for key in ("predictor_128", "predictor_3d_hippo"):
+        if key in data:
+            md.append(f"- {key}, s per image of one patch with TTA: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in data[key].items()))
     recorded = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     return "\n".join(md), {**data, "rows": rows, "args": recorded}
 
@@ -378,7 +398,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3, help="interleaved timed calls, median reported")
     p.add_argument("--matmul-n", type=int, default=2048)
-    p.add_argument("--cases", nargs="+", choices=[*CASES, "predictor"], default=None,
+    p.add_argument("--cases", nargs="+", choices=[*CASES, "predictor", "predictor_3d"], default=None,
                    help="which built-in rows to measure (default: all; none when --plans is given)")
     p.add_argument("--plans", type=Path, default=None,
                    help="also time the U-Net against --trainers on this nnUNetPlans.json (its dataset.json next to it)")
@@ -398,7 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if args.cases is None:
-        args.cases = [] if args.plans is not None else [*CASES, "predictor"]
+        args.cases = [] if args.plans is not None else [*CASES, "predictor", "predictor_3d"]
     if args.plans is not None and not args.plans.is_file():
         p.error(f"--plans {args.plans}: no such file (an nnUNetPlans.json of nnUNet_preprocessed/DatasetXXX)")
     if args.quick:

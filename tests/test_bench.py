@@ -65,7 +65,7 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     """The 3D rows on nnU-Net's own plans for a Hippocampus-like fingerprint (the smallest case of the table),
     and the inference rows inside nnU-Net's predictor."""
     out = run_script("speed_table.py", "--device", "cpu", "--quick", "--cases", "3d_hippo", "predictor",
-                     "--json", str(tmp_path / "s.json"), timeout=600)
+                     "predictor_3d", "--json", str(tmp_path / "s.json"), timeout=600)
     assert "3D 40x56x40, batch 2: M2SNetTrainer (recipe + LossNet) / U-Net" in out
     assert "3D 40x56x40, batch 2: M2SNetTrainer with level_mapping 'last4' / U-Net" in out
     data = json.loads((tmp_path / "s.json").read_text())
@@ -75,13 +75,17 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     assert steps["tr_M2SNetTrainer"]["activation_mib"] < 0.5 * steps["tr_SpeedTable_M2SNet_last4"]["activation_mib"]
     assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
     # inside nnU-Net's predictor (random BatchNorm statistics calibrated, or fp16 logits overflow); where the CPU
-    # computes bf16 natively, also both networks in bf16
-    expected = {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder"}
+    # computes bf16 natively, also both networks in bf16; M2SNet also as before 0.10, with PyTorch's own kernels
+    expected = {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder",
+                "M2SNet on the plans encoder, PyTorch's kernels"}
     if cpu_computes_bf16():
         expected |= {"U-Net in bf16", "M2SNet on the plans encoder, bf16 prediction"}
         assert "M2SNet on the plans encoder, bf16 prediction / U-Net in bf16" in out
     assert set(data["predictor_128"]) == expected
+    assert set(data["predictor_3d_hippo"]) == expected - {"Res2Net-50 M2SNet"}  # a 2D encoder
     assert "inference 128x128 with TTA in nnU-Net's predictor: Res2Net-50 M2SNet / U-Net" in out
+    assert ("inference 40x56x40 with TTA in nnU-Net's predictor: M2SNet, oneDNN inference convolutions / "
+            "PyTorch's kernels (the speed-up)") in out
     # what produced the numbers: the commit and versions, no local path
     assert data["provenance"]["m2s_nnunet"] and "git_dirty" in data["provenance"]
     assert "bf16 native" in data["device"] or "bf16 emulated" in data["device"]

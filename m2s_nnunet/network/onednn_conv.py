@@ -53,10 +53,11 @@ def _onednn_convolution(input, weight, bias=None, stride=1, padding=0, dilation=
                                     _as_list(stride, dims), _as_list(dilation, dims), groups)
 
 
-def onednn_inference(x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """The mode for a forward on ``x`` where it applies (CPU float32 input, no gradient recorded, no CPU autocast
-    on, oneDNN present, not switched off by ``M2S_NNUNET_CPU_ONEDNN=0``); a no-op context elsewhere."""
-    if torch.compiler.is_compiling():  # inductor picks its own kernels; the mode would only cost a trace
+def onednn_inference(x: torch.Tensor, wanted: bool = True) -> contextlib.AbstractContextManager:
+    """The mode for a forward on ``x`` where it is ``wanted`` and applies (CPU float32 input, no gradient
+    recorded, no CPU autocast on, oneDNN present, not switched off by ``M2S_NNUNET_CPU_ONEDNN=0``); a no-op
+    context elsewhere."""
+    if not wanted or torch.compiler.is_compiling():  # inductor picks its own kernels
         return contextlib.nullcontext()
     if (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled("cpu")  # the caller's autocast decides the precision then
