@@ -74,7 +74,7 @@ class M2SNet(nn.Module):
         self.deep_supervision = deep_supervision
         self.cpu_bf16 = cpu_bf16
         self.cpu_bf16_eval = cpu_bf16_eval
-        # float32 CPU inference convolutions through oneDNN (onednn_conv.py); False: PyTorch's own kernel choice
+        # float32 CPU inference 3D convolutions through oneDNN (onednn_conv.py); False: PyTorch's own choice
         self.cpu_onednn = True
         self.encoder = TimmEncoder(encoder, in_channels) if isinstance(encoder, str) else encoder
         # checked first: it is what M2SNet is built from, and the protocol check below cannot look inside it
@@ -190,7 +190,7 @@ class M2SNet(nn.Module):
         bf16 = ((self.cpu_bf16 or (self.cpu_bf16_eval and not self.training)) and x.device.type == "cpu"
                 and not torch.is_autocast_enabled("cpu"))
         # nullcontext, not autocast(enabled=False), which would switch off an autocast the caller has on; bf16
-        # convolutions already run in oneDNN, fp32 ones of batch 1 need onednn_inference to get there
+        # convolutions already run in oneDNN, fp32 3D ones of batch 1 need onednn_inference to get there
         with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else onednn_inference(x, self.cpu_onednn):
             out = self._forward(x)
         if not bf16:

@@ -1,15 +1,15 @@
-"""Inference convolutions on CPU through oneDNN (mkldnn), whatever the batch size.
+"""3D inference convolutions on CPU through oneDNN (mkldnn), whatever the batch size.
 
-PyTorch sends a float32 CPU convolution of batch 1 with a 3x3(x3) kernel and a small input to its reference
-kernels (``slow_conv3d`` in 3D, ``thnn_conv2d`` in 2D) instead of oneDNN; with batch 2 or more, or in bf16, it
-uses oneDNN. nnU-Net's predictor runs one patch at a time, so in prediction almost every convolution of
-M2SNet's subtraction pyramid and decoder (many small maps) takes the reference path. On the 3D Hippocampus plans
-that path is more than half of an eval forward (bench/RESULTS.md 6.9). This mode routes those convolutions to
-``torch.mkldnn_convolution``: the same convolution computed by oneDNN, equal to the reference path within float
-rounding.
+PyTorch sends a float32 CPU convolution of batch 1 with a 3x3x3 kernel and a small input to its reference
+kernel (``slow_conv3d``) instead of oneDNN; with batch 2 or more, or in bf16, it uses oneDNN. nnU-Net's predictor
+runs one patch at a time, so in 3D prediction almost every convolution of M2SNet's subtraction pyramid and
+decoder (many small maps) took the reference path: more than half of an eval forward on the Hippocampus plans.
+This mode routes them to ``torch.mkldnn_convolution``: the same convolution computed by oneDNN, equal to the
+reference path within float rounding. 2D convolutions keep PyTorch's choice: there the reference kernel was
+faster (bench/RESULTS.md 6.9).
 
 Used only where no gradient is recorded (prediction and validation), on float32 CPU tensors, in eager mode.
-``M2S_NNUNET_CPU_ONEDNN=0`` leaves PyTorch's own choice.
+``M2S_NNUNET_CPU_ONEDNN=0`` leaves PyTorch's own choice in 3D too.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from m2s_nnunet.envflags import env_flag
 
 ONEDNN_ENV = "M2S_NNUNET_CPU_ONEDNN"
-_CONVOLUTIONS = (torch.conv2d, torch.conv3d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)
+_CONVOLUTIONS = (torch.conv3d, torch.nn.functional.conv3d)
 
 
 def _as_list(value, dims: int) -> list[int]:
@@ -30,7 +30,7 @@ def _as_list(value, dims: int) -> list[int]:
 
 
 class OneDnnConvolutions(TorchFunctionMode):
-    """Routes 2D/3D float32 CPU convolutions without autograd to oneDNN; everything else passes through."""
+    """Routes 3D float32 CPU convolutions without autograd to oneDNN; everything else passes through."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -45,12 +45,11 @@ def _onednn_convolution(input, weight, bias=None, stride=1, padding=0, dilation=
     """oneDNN's convolution, or None where the call is not one this mode takes (string padding, other dtypes or
     devices, a tensor that needs gradients)."""
     if (isinstance(padding, str) or input.device.type != "cpu" or input.dtype != torch.float32
-            or weight.dtype != torch.float32 or input.dim() not in (4, 5)
+            or weight.dtype != torch.float32 or input.dim() != 5
             or (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad))):
         return None
-    dims = input.dim() - 2
-    return torch.mkldnn_convolution(input.contiguous(), weight.contiguous(), bias, _as_list(padding, dims),
-                                    _as_list(stride, dims), _as_list(dilation, dims), groups)
+    return torch.mkldnn_convolution(input.contiguous(), weight.contiguous(), bias, _as_list(padding, 3),
+                                    _as_list(stride, 3), _as_list(dilation, 3), groups)
 
 
 def onednn_inference(x: torch.Tensor, wanted: bool = True) -> contextlib.AbstractContextManager:
