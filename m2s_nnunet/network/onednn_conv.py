@@ -53,12 +53,12 @@ def _onednn_convolution(input, weight, bias=None, stride=1, padding=0, dilation=
 
 
 def onednn_inference(x: torch.Tensor, wanted: bool = True) -> contextlib.AbstractContextManager:
-    """The mode for a forward on ``x`` where it is ``wanted`` and applies (CPU float32 input, no gradient
+    """The mode for a forward on ``x`` where it is ``wanted`` and applies (a 3D CPU float32 input, no gradient
     recorded, no CPU autocast on, oneDNN present, not switched off by ``M2S_NNUNET_CPU_ONEDNN=0``); a no-op
-    context elsewhere."""
+    context elsewhere, so that 2D forwards do not pay the mode's Python call per op."""
     if not wanted or torch.compiler.is_compiling():  # inductor picks its own kernels
         return contextlib.nullcontext()
-    if (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+    if (x.dim() == 5 and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled("cpu")  # the caller's autocast decides the precision then
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and env_flag(ONEDNN_ENV, default=True)):

@@ -44,6 +44,8 @@ def test_the_mode_applies_only_to_float32_cpu_inference(monkeypatch):
     with torch.no_grad():
         assert isinstance(onednn_inference(x), OneDnnConvolutions)
         assert not isinstance(onednn_inference(x.double()), OneDnnConvolutions)
+        assert not isinstance(onednn_inference(x[:, :, 0]), OneDnnConvolutions)  # 2D: no mode, no overhead
+        assert not isinstance(onednn_inference(x, wanted=False), OneDnnConvolutions)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert not isinstance(onednn_inference(x), OneDnnConvolutions)
         monkeypatch.setenv(ONEDNN_ENV, "0")
