@@ -211,12 +211,12 @@ BF16_SUFFIX = "+bf16"  # a network of the predictor rows run in bf16: M2SNet as 
 BF16_LABEL = "M2SNet on the plans encoder, bf16 prediction"
 
 
-TORCH_KERNELS_SUFFIX = "+torch_kernels"  # M2SNet with its oneDNN inference convolutions off (before 0.10)
+TORCH_KERNELS_SUFFIX = "+torch_kernels"  # M2SNet with its oneDNN inference convolutions off (as up to 0.9.0)
 TORCH_KERNELS_LABEL = "M2SNet on the plans encoder, PyTorch's kernels"
 
 
 def predictor_networks(bf16: bool, dim: int = 2) -> dict[str, str]:
-    """Label -> network of the predictor rows: the U-Net, M2SNet (in 2D also Res2Net-50), M2SNet as before 0.10
+    """Label -> network of the predictor rows: the U-Net, M2SNet (in 2D also Res2Net-50), M2SNet as up to 0.9.0
     (PyTorch's own kernel choice); with ``bf16`` also both networks under CPU bf16 autocast."""
     networks = {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER, "M2SNet on the plans encoder": "M2SNetTrainer_scratch",
                 TORCH_KERNELS_LABEL: f"M2SNetTrainer_scratch{TORCH_KERNELS_SUFFIX}"}

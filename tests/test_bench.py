@@ -75,7 +75,7 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     assert steps["tr_M2SNetTrainer"]["activation_mib"] < 0.5 * steps["tr_SpeedTable_M2SNet_last4"]["activation_mib"]
     assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
     # inside nnU-Net's predictor (random BatchNorm statistics calibrated, or fp16 logits overflow); where the CPU
-    # computes bf16 natively, also both networks in bf16; M2SNet also as before 0.10, with PyTorch's own kernels
+    # computes bf16 natively, also both networks in bf16; M2SNet also as up to 0.9.0, with PyTorch's own kernels
     expected = {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder",
                 "M2SNet on the plans encoder, PyTorch's kernels"}
     if cpu_computes_bf16():
