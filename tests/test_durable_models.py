@@ -157,7 +157,14 @@ def test_a_model_of_version_0_6_predicts_with_no_edit(trained, tmp_path):
                                     json.loads((legacy / "dataset.json").read_text()), SMOKE,
                                     checkpoint["inference_allowed_mirroring_axes"])
     (tmp_path / "reference").mkdir()
-    reference.predict_from_files_sequential(str(images), str(tmp_path / "reference"), save_probabilities=True)
+    # with the CLI's one thread (tests/nnunet_runner.py sets nnUNet_def_n_proc=1): on some CPUs (an Intel Xeon with
+    # AVX-512 here) oneDNN's float sums depend on the thread count, by up to 1.5e-3 in a probability
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference.predict_from_files_sequential(str(images), str(tmp_path / "reference"), save_probabilities=True)
+    finally:
+        torch.set_num_threads(threads)
     assert _same(got, _outputs(tmp_path / "reference"))
     assert json.loads((legacy / "plans.json").read_text()) == plans  # the folder was not edited
 
