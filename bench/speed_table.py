@@ -352,8 +352,18 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                              None])
                 rows.append([f"{where}: {BF16_LABEL} / the same M2SNet in fp32 (the bf16 speed-up)",
                              times["M2SNet on the plans encoder"] / times[BF16_LABEL], None])
-    peak = matmul_peak_gflops(device, args.matmul_n, torch.float32)
-    data["matmul_peak_gflops"] = peak
+    data["matmul_peak_gflops"] = matmul_peak_gflops(device, args.matmul_n, torch.float32)
+    data["rows"] = rows
+    data["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return render(data), data
+
+
+def render(data: dict) -> str:
+    """The Markdown report of one run, from what its ``--json`` file holds (``bench/results_tables.py`` renders
+    the committed files with it)."""
+    args = data["args"]
+    cuda = data["device"].startswith("cuda")
+    w, r, peak = args["warmup"], args["repeats"], data["matmul_peak_gflops"]
     step_rows = []
     measured = [k for k in (*CASES, "plans") if k in data]
     for key in measured:
@@ -363,33 +373,30 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
     md = [
         "# Speed: M2SNet against nnU-Net's U-Net, one process",
         "",
-        f"- device: {data['device']}; {'fp16 autocast' if device.type == 'cuda' else 'fp32 (bf16 where a row says so)'}"
-        f"{'; torch.compile' if args.compile else ''}{'; channels_last' if args.channels_last else ''}; "
+        f"- device: {data['device']}; {'fp16 autocast' if cuda else 'fp32 (bf16 where a row says so)'}"
+        f"{'; torch.compile' if args['compile'] else ''}{'; channels_last' if args['channels_last'] else ''}; "
         f"warm-up {w}, median of {r} interleaved repeats; random data",
         f"- code: commit {data['provenance']['git_commit']}"
         f"{' with uncommitted changes' if data['provenance']['git_dirty'] else ''}, "
         f"m2s-nnunet {data['provenance']['m2s_nnunet']}, nnunetv2 {data['provenance']['nnunetv2']}",
-        f"- matmul peak: {peak:.1f} GFLOP/s ({args.matmul_n}^3 fp32 torch.mm)",
+        f"- matmul peak: {peak:.1f} GFLOP/s ({args['matmul_n']}^3 fp32 torch.mm)",
         "",
-        markdown_table(["row", "throughput ratio (> 1: M2SNet faster)", "activation memory ratio"], rows),
-        "",
-        "## Per network",
-        "",
-        markdown_table(["case", "network", "params (M)", "s/step", "GFLOP/s", "% of matmul peak", "activation MiB"],
-                       step_rows),
+        markdown_table(["row", "throughput ratio (> 1: M2SNet faster)", "activation memory ratio"], data["rows"]),
         "",
     ]
+    if step_rows:  # training rows were measured
+        md += ["## Per network", "", markdown_table(["case", "network", "params (M)", "s/step", "GFLOP/s",
+                                                     "% of matmul peak", "activation MiB"], step_rows), ""]
     for key in measured:
         for name, m in data[key]["steps"].items():
             if m.get("profile"):
                 md += ["", f"### Profile: {key}, {name.removeprefix('tr_')} (one step, top ops by self CPU time)",
-                       "", markdown_table(ops_header(device.type == "cuda"), m["profile"])]
+                       "", markdown_table(ops_header(cuda), m["profile"])]
     for key in ("predictor_128", "predictor_3d_hippo"):
         if key in data:
             md.append(f"- {key}, s per image of one patch with TTA: "
                       + ", ".join(f"{k} {v:.3f}" for k, v in data[key].items()))
-    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    return "\n".join(md), {**data, "rows": rows, "args": recorded}
+    return "\n".join(md)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -137,7 +137,8 @@ def test_make_bench_runs_the_script_with_its_arguments():
     for bench in ([], ["BENCH=nosuch"], ["BENCH=benchlib"], ["BENCH=steplib"]):
         proc = subprocess.run([*make, *bench], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and "usage: make bench BENCH=NAME" in proc.stderr
-        assert "accuracy bench_network gpu_check plot_curves profile_step readme_table speed_table" in proc.stderr
+        assert ("accuracy bench_network gpu_check plot_curves profile_step readme_table results_tables "
+                "speed_table") in proc.stderr
 
 
 def test_accuracy_harness_dry_run_and_unknown_trainer():
