@@ -375,7 +375,8 @@ def render(data: dict) -> str:
         "",
         f"- device: {data['device']}; {'fp16 autocast' if cuda else 'fp32 (bf16 where a row says so)'}"
         f"{'; torch.compile' if args['compile'] else ''}{'; channels_last' if args['channels_last'] else ''}; "
-        f"warm-up {w}, median of {r} interleaved repeats; random data",
+        f"warm-up {w}, median of {r} interleaved repeats"
+        f"{f' ({max(r, 5)} for the predictor rows)' if 'predictor_128' in data else ''}; random data",
         f"- code: commit {data['provenance']['git_commit']}"
         f"{' with uncommitted changes' if data['provenance']['git_dirty'] else ''}, "
         f"m2s-nnunet {data['provenance']['m2s_nnunet']}, nnunetv2 {data['provenance']['nnunetv2']}",
