@@ -596,6 +596,13 @@ def equal_time_iterations(results: dict[str, list[dict]], models: list[Model], e
                             / epochs)) for m in models[1:]}
 
 
+def render_time_probes(probes: dict[str, list[dict]]) -> str:
+    """The line that says what each time probe measured: the speed behind the equal-time iterations."""
+    return "- equal-time iterations from time probes of " + "; ".join(
+        f"{label}: {runs[0]['bench']['iterations']} iterations, "
+        f"{min(r['bench']['seconds_per_iteration'] for r in runs):.2f} s/iter" for label, runs in probes.items())
+
+
 def time_probe_args(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments of a time probe: --time-probe epochs of --iters iterations, trained only (its own results
     folder, since the schedule tag differs), so that it costs minutes where the full schedule costs hours."""
@@ -686,9 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     test_names = [] if args.no_test else list(tests)
     md = render(args, results, test_names)
     if probes:
-        md += "\n- equal-time iterations from time probes of " + "; ".join(
-            f"{label}: {runs[0]['bench']['iterations']} iterations, "
-            f"{min(r['bench']['seconds_per_iteration'] for r in runs):.2f} s/iter" for label, runs in probes.items())
+        md += "\n" + render_time_probes(probes)
     md += f"\n- whole run: {(time.perf_counter() - start) / 60:.1f} min on {args.device}"
     from benchlib import write_report
 

@@ -336,7 +336,9 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                 continue
             s = setup(case)
             bf16 = device.type == "cpu" and cpu_computes_bf16()  # on CUDA the predictor runs fp16 autocast
-            times = predictor_times(s, predictor_networks(bf16, len(s.patch)), device, w, max(r, 5), args.compile)
+            data["predictor_repeats"] = max(r, 5)  # single calls are short and noisy: at least 5
+            times = predictor_times(s, predictor_networks(bf16, len(s.patch)), device, w, data["predictor_repeats"],
+                                    args.compile)
             data["predictor_128" if key == "predictor" else "predictor_3d_hippo"] = times
             where = f"inference {'x'.join(map(str, s.patch))} with TTA in nnU-Net's predictor"
             for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder", TORCH_KERNELS_LABEL):
@@ -364,6 +366,9 @@ def render(data: dict) -> str:
     args = data["args"]
     cuda = data["device"].startswith("cuda")
     w, r, peak = args["warmup"], args["repeats"], data["matmul_peak_gflops"]
+    timed_predictor = any(k in data for k in ("predictor_128", "predictor_3d_hippo"))
+    # files written before the count was recorded used max(r, 5) too
+    predictor_r = data.get("predictor_repeats", max(r, 5)) if timed_predictor else r
     step_rows = []
     measured = [k for k in (*CASES, "plans") if k in data]
     for key in measured:
@@ -376,7 +381,7 @@ def render(data: dict) -> str:
         f"- device: {data['device']}; {'fp16 autocast' if cuda else 'fp32 (bf16 where a row says so)'}"
         f"{'; torch.compile' if args['compile'] else ''}{'; channels_last' if args['channels_last'] else ''}; "
         f"warm-up {w}, median of {r} interleaved repeats"
-        f"{f' ({max(r, 5)} for the predictor rows)' if 'predictor_128' in data else ''}; random data",
+        f"{f' ({predictor_r} for the predictor rows)' if predictor_r != r else ''}; random data",
         f"- code: commit {data['provenance']['git_commit']}"
         f"{' with uncommitted changes' if data['provenance']['git_dirty'] else ''}, "
         f"m2s-nnunet {data['provenance']['m2s_nnunet']}, nnunetv2 {data['provenance']['nnunetv2']}",

@@ -91,3 +91,45 @@ def test_each_kind_of_file_renders_its_numbers(results_tables, tmp_path):
     (tmp_path / "odd.json").write_text("{}")
     with pytest.raises(SystemExit, match="add a renderer"):
         results_tables.render_file("odd.json", tmp_path)
+
+
+def test_blocks_that_do_not_pair_up_are_refused_before_any_rewrite(results_tables, tmp_path, capsys):
+    """A file with two blocks, or a block whose end line was lost: --write would otherwise rewrite the wrong span."""
+    text = results_tables.RESULTS_MD.read_text()
+    match = next(m for m in results_tables.BLOCK.finditer(text) if m["file"] == "covid_fold0_4seeds.json")
+    edited = tmp_path / "RESULTS.md"
+    for broken, expected in ((text + "\n" + match.group(0) + "\n", "covid_fold0_4seeds.json: 2 blocks"),
+                             (text.replace(results_tables.END.format(file="covid_fold0_4seeds.json"), "", 1),
+                              "covid_fold0_4seeds.json: 1 a start marker(s) but 0 complete block(s)")):
+        edited.write_text(broken)
+        assert results_tables.main(["--write", "--results-md", str(edited)]) == 1
+        assert expected in capsys.readouterr().err
+        assert edited.read_text() == broken  # nothing rewritten
+
+
+def test_show_names_the_files_it_knows(results_tables, capsys):
+    assert results_tables.main(["--show", "bench/results/covid_fold0_4seeds.json"]) == 0
+    assert capsys.readouterr().out.startswith(results_tables.BEGIN.format(file="covid_fold0_4seeds.json"))
+    assert results_tables.main(["--show", "nosuch.json"]) == 2
+    assert "no result file nosuch.json" in capsys.readouterr().err
+
+
+def test_speed_report_renders_the_same_from_its_json(results_tables):
+    """``speed_table.render`` is what the script prints and what section 8 shows: the data must give the same text
+    after the JSON round trip, and the predictor rows' repeat count is named where it differs."""
+    import speed_table
+
+    data = {"device": "cpu: test CPU", "provenance": {"git_commit": None, "git_dirty": False, "m2s_nnunet": "9.9",
+                                                       "nnunetv2": "2.8.1", "torch": "2"},
+            "2d_128": {"patch": (128, 128), "batch": 8, "steps": {"unet": {
+                "params_m": 1.0, "step_s": 2.0, "gflops_per_s": 50.0, "activation_mib": 10.0,
+                "profile": [["aten::conv", 3, 1.0, 50.0, 2.0]]}}},
+            "predictor_repeats": 5, "predictor_128": {"U-Net": 0.25}, "matmul_peak_gflops": 100.0,
+            "rows": [("a row", 1.5, None)],
+            "args": {"warmup": 1, "repeats": 3, "matmul_n": 64, "compile": False, "channels_last": False}}
+    text = speed_table.render(data)
+    assert speed_table.render(json.loads(json.dumps(data, default=str))) == text
+    assert "median of 3 interleaved repeats (5 for the predictor rows)" in text
+    assert "| 2d_128 | unet | 1.00 | 2.00 | 50.00 | 50.00 | 10.00 |" in text and "Profile: 2d_128, unet" in text
+    assert "predictor_128, s per image of one patch with TTA: U-Net 0.250" in text
+    assert results_tables.provenance_line(data).startswith("*Recorded: commit not recorded (no git),")
