@@ -125,6 +125,15 @@ class FixedAllOnesFilter(nn.Module):
         """Whether ``forward`` takes the one-channel fast path (box filter and norm on the channel sum)."""
         return self.fast_path and type(self.norm) in _ONE_CHANNEL_NORMS and self.norm.weight is not None
 
+    @property
+    def normalises_each_sample(self) -> bool:
+        """Whether the norm treats each sample of a batch on its own (InstanceNorm without running statistics, or
+        a BatchNorm in eval mode with them), so that samples stacked in one batch get what they get alone."""
+        norm = self.norm
+        if isinstance(norm, nn.modules.instancenorm._InstanceNorm):
+            return not norm.track_running_stats
+        return isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training and norm.running_mean is not None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.computes_one_channel:
             return self.from_channel_sum(x.sum(dim=1, keepdim=True))
@@ -182,6 +191,21 @@ class MultiScaleFilters(nn.Module):
             return self.f3.from_channel_sum(channel_sum), self.f5.from_channel_sum(channel_sum)
         return self.f3(x), self.f5(x)
 
+    def pair_responses(self, a: torch.Tensor, b: torch.Tensor
+                       ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """``(responses(a), responses(b))`` for two inputs of one shape. Where no gradient is recorded and each
+        sample is normalised on its own (InstanceNorm, or BatchNorm with running statistics in eval mode), the
+        two channel sums go through the filters as one batch: half the box filters, norms and activations of
+        two calls, with the same per-sample operations, so the same values. Training keeps two calls: there a
+        BatchNorm's batch statistics would mix ``a`` and ``b``, and gradients would sum in another order."""
+        if a.shape == b.shape and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)) and all(
+                f.computes_one_channel and f.normalises_each_sample for f in (self.f3, self.f5)):
+            channel_sums = torch.cat([a.sum(dim=1, keepdim=True), b.sum(dim=1, keepdim=True)])
+            n = a.shape[0]
+            r3, r5 = self.f3.from_channel_sum(channel_sums), self.f5.from_channel_sum(channel_sums)
+            return (r3[:n], r5[:n]), (r3[n:], r5[n:])
+        return self.responses(a), self.responses(b)
+
 
 class MultiScaleSubtractionUnit(nn.Module):
     """MSSU(A, B) = conv(|a - B| + |F3(a) - F3(B)| + |F5(a) - F5(B)|) with a = A resized to B.
@@ -196,6 +220,6 @@ class MultiScaleSubtractionUnit(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, filters: MultiScaleFilters) -> torch.Tensor:
         a = resize_to(a, b)
-        (a3, a5), (b3, b5) = filters.responses(a), filters.responses(b)
+        (a3, a5), (b3, b5) = filters.pair_responses(a, b)
         diff = torch.abs(a - b) + torch.abs(a3 - b3) + torch.abs(a5 - b5)
         return self.conv(diff)

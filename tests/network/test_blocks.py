@@ -136,3 +136,56 @@ def test_subtraction_unit_shares_one_channel_sum_per_input_exactly(norm, dim):
             for key, value in theirs.state_dict().items():
                 assert torch.equal(mine.state_dict()[key], value), key
         a, b = a * 1.5 + 0.3, b - 0.2
+
+
+class _CountBoxFilters(TorchDispatchMode):
+    """Counts the box filters (average pools) run inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pools = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.pools += func in (torch.ops.aten.avg_pool2d.default, torch.ops.aten.avg_pool3d.default)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("norm,train", [("batch", False), ("instance", False), ("instance", True)])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_inference_filters_both_inputs_in_one_pass_exactly(norm, train, dim):
+    """Without gradients, where each sample is normalised alone, a unit filters its two inputs as one batch: two
+    box filters instead of four, and outputs and state bit-identical to one pass per input."""
+    torch.manual_seed(0)
+    filters, unit = MultiScaleFilters(8, dim, norm=norm), MultiScaleSubtractionUnit(8, dim, norm=norm)
+    with torch.no_grad():
+        filters.f3.norm.weight.copy_(torch.linspace(0.5, 2.0, 8))
+        filters.f5.norm.bias.copy_(torch.linspace(-1.0, 1.0, 8))
+    unit(torch.randn(2, 8, *([5] * dim)), torch.randn(2, 8, *([9] * dim)), filters)  # a training step
+    twins = copy.deepcopy((filters, unit))  # with running statistics from one training step
+    for module in (filters, unit, *twins):
+        module.train(train)
+    a, b = torch.randn(2, 8, *([5] * dim)), torch.randn(2, 8, *([9] * dim))
+    with torch.no_grad():
+        with _CountBoxFilters() as counter:
+            one_pass = unit(a, b, filters)
+        two_passes = _separate_filter_calls(twins[1], a, b, twins[0])
+    assert counter.pools == 2
+    assert torch.equal(one_pass, two_passes)
+    for mine, theirs in ((filters, twins[0]), (unit, twins[1])):
+        for key, value in theirs.state_dict().items():
+            assert torch.equal(mine.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_batch_statistics_and_gradients_keep_one_pass_per_input(grad):
+    """BatchNorm in training mixes the samples of a batch, and gradients would sum in another order: there the
+    two inputs keep their own passes (four box filters)."""
+    torch.manual_seed(0)
+    filters, unit = MultiScaleFilters(8, 2, norm="batch"), MultiScaleSubtractionUnit(8, 2, norm="batch")
+    if grad:  # eval mode, but a gradient is recorded
+        filters.eval(), unit.eval()
+    a = torch.randn(2, 8, 5, 5, requires_grad=grad)
+    b = torch.randn(2, 8, 9, 9)
+    with torch.set_grad_enabled(grad), _CountBoxFilters() as counter:
+        unit(a, b, filters)
+    assert counter.pools == 4

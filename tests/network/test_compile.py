@@ -29,9 +29,11 @@ def _net(name: str, **settings) -> tuple[torch.nn.Module, torch.Tensor]:
                          ids=["plain", "refine+side_heads", "batchnorm"])
 def test_m2snet_is_one_graph(name, settings):
     net, x = _net(name, **settings)
-    for training in (True, False):
+    # training, validation with gradients, and prediction (no gradients: the one-pass filter path)
+    for training, grad in ((True, True), (False, True), (False, False)):
         dynamo.reset()
-        explained = dynamo.explain(net.train(training))(x)
+        with torch.set_grad_enabled(grad):
+            explained = dynamo.explain(net.train(training))(x)
         assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
         assert explained.graph_count == 1
 
