@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -111,10 +112,15 @@ def make_case(args: argparse.Namespace, device: torch.device, work: Path) -> Tra
 def profile_steps(case: TrainCase, steps: int, top: int) -> tuple[profile, list[list[object]]]:
     """``steps`` training steps under torch.profiler: the profile and its ``top`` ops by self CPU time as table
     rows (ms, % of all self CPU time; self CUDA ms on CUDA). ``speed_table.py --profile`` uses it too."""
-    cuda = case.s.device.type == "cuda"
+    return profile_calls(case.step, steps, top, case.s.device.type == "cuda")
+
+
+def profile_calls(fn: Callable[[], object], calls: int, top: int, cuda: bool) -> tuple[profile, list[list[object]]]:
+    """``calls`` calls of ``fn`` under torch.profiler: the profile and its ``top`` ops as ``profile_steps`` lists
+    them (``speed_table.py --profile`` profiles a predictor call with it)."""
     with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        for _ in range(max(1, steps)):
-            case.step()
+        for _ in range(max(1, calls)):
+            fn()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     ops = [[e.key, e.count, e.self_cpu_time_total / 1e3, 100 * e.self_cpu_time_total / total, e.cpu_time_total / 1e3]

@@ -53,7 +53,7 @@ from benchlib import (
     time_interleaved,
     write_report,
 )
-from profile_step import ops_header, profile_steps
+from profile_step import ops_header, profile_calls, profile_steps
 from steplib import (
     Setup,
     Spec,
@@ -215,21 +215,26 @@ TORCH_KERNELS_SUFFIX = "+torch_kernels"  # M2SNet with its oneDNN inference conv
 TORCH_KERNELS_LABEL = "M2SNet on the plans encoder, PyTorch's kernels"
 
 
-def predictor_networks(bf16: bool, dim: int = 2) -> dict[str, str]:
+def predictor_networks(bf16: bool, dim: int = 2, compiled: bool = False) -> dict[str, str]:
     """Label -> network of the predictor rows: the U-Net, M2SNet (in 2D also Res2Net-50), M2SNet as up to 0.9.0
-    (PyTorch's own kernel choice); with ``bf16`` also both networks under CPU bf16 autocast."""
+    (PyTorch's own kernel choice; not when ``compiled``: inductor picks the kernels of both); with ``bf16`` also both
+    networks under CPU bf16 autocast."""
     networks = {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER, "M2SNet on the plans encoder": "M2SNetTrainer_scratch",
                 TORCH_KERNELS_LABEL: f"M2SNetTrainer_scratch{TORCH_KERNELS_SUFFIX}"}
     if dim == 3:
         networks.pop("Res2Net-50 M2SNet")  # a 2D encoder
+    if compiled:
+        networks.pop(TORCH_KERNELS_LABEL)
     if bf16:
         networks.update({"U-Net in bf16": f"unet{BF16_SUFFIX}", BF16_LABEL: f"M2SNetTrainer_scratch{BF16_SUFFIX}"})
     return networks
 
 
 def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, warmup: int,
-                    repeats: int, compile_: bool = False) -> dict[str, float]:
-    """Seconds per image of one patch in nnU-Net's predictor (sliding window, Gaussian, all mirror axes).
+                    repeats: int, compile_: bool = False, profile: bool = False
+                    ) -> tuple[dict[str, float], dict[str, list[list[object]]]]:
+    """Seconds per image of one patch in nnU-Net's predictor (sliding window, Gaussian, all mirror axes), and with
+    ``profile`` the top ops of one such call per network (else an empty dict).
 
     ``compile_``: the network compiled as the predictor compiles it under ``nnUNet_compile=t``."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -257,7 +262,9 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
                                         tuple(range(len(s.patch))))
         fns[label] = partial(predictor.predict_sliding_window_return_logits, image)
     samples = time_interleaved(fns, device, warmup, repeats)
-    return {label: median(v) for label, v in samples.items()}
+    cuda = device.type == "cuda"
+    profiles = {label: profile_calls(fn, 1, 8, cuda)[1] for label, fn in fns.items()} if profile else {}
+    return {label: median(v) for label, v in samples.items()}, profiles
 
 
 def plan(work: Path, case: PlansCase, device: torch.device) -> Setup:
@@ -337,14 +344,17 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             s = setup(case)
             bf16 = device.type == "cpu" and cpu_computes_bf16()  # on CUDA the predictor runs fp16 autocast
             data["predictor_repeats"] = max(r, 5)  # single calls are short and noisy: at least 5
-            times = predictor_times(s, predictor_networks(bf16, len(s.patch)), device, w, data["predictor_repeats"],
-                                    args.compile)
-            data["predictor_128" if key == "predictor" else "predictor_3d_hippo"] = times
+            times, profiles = predictor_times(s, predictor_networks(bf16, len(s.patch), args.compile), device, w,
+                                              data["predictor_repeats"], args.compile, args.profile)
+            name = "predictor_128" if key == "predictor" else "predictor_3d_hippo"
+            data[name] = times
+            if profiles:
+                data[f"{name}_profile"] = profiles
             where = f"inference {'x'.join(map(str, s.patch))} with TTA in nnU-Net's predictor"
             for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder", TORCH_KERNELS_LABEL):
                 if label in times:
                     rows.append([f"{where}: {label} / U-Net", times["U-Net"] / times[label], None])
-            if device.type == "cpu":
+            if TORCH_KERNELS_LABEL in times and device.type == "cpu":
                 rows.append([f"{where}: M2SNet, oneDNN inference convolutions / PyTorch's kernels (the speed-up)",
                              times[TORCH_KERNELS_LABEL] / times["M2SNet on the plans encoder"], None])
             if bf16:
@@ -402,6 +412,10 @@ def render(data: dict) -> str:
         if key in data:
             md.append(f"- {key}, s per image of one patch with TTA: "
                       + ", ".join(f"{k} {v:.3f}" for k, v in data[key].items()))
+    for key in ("predictor_128", "predictor_3d_hippo"):
+        for label, ops in data.get(f"{key}_profile", {}).items():
+            md += ["", f"### Profile: {key}, {label} (one image with TTA, top ops by self CPU time)", "",
+                   markdown_table(ops_header(cuda), ops)]
     return "\n".join(md)
 
 
@@ -425,7 +439,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every network (activation memory is then not measured)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for networks and inputs")
-    p.add_argument("--profile", action="store_true", help="also list each step's top ops (torch.profiler)")
+    p.add_argument("--profile", action="store_true",
+                   help="also list the top ops (torch.profiler) of each training step and predictor call")
     p.add_argument("--quick", action="store_true", help="no warm-up, one repeat: checks that every row runs")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)

@@ -65,7 +65,7 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     """The 3D rows on nnU-Net's own plans for a Hippocampus-like fingerprint (the smallest case of the table),
     and the inference rows inside nnU-Net's predictor."""
     out = run_script("speed_table.py", "--device", "cpu", "--quick", "--cases", "3d_hippo", "predictor",
-                     "predictor_3d", "--json", str(tmp_path / "s.json"), timeout=600)
+                     "predictor_3d", "--profile", "--json", str(tmp_path / "s.json"), timeout=600)
     assert "3D 40x56x40, batch 2: M2SNetTrainer (recipe + LossNet) / U-Net" in out
     assert "3D 40x56x40, batch 2: M2SNetTrainer with level_mapping 'last4' / U-Net" in out
     data = json.loads((tmp_path / "s.json").read_text())
@@ -84,11 +84,24 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     assert set(data["predictor_128"]) == expected
     assert set(data["predictor_3d_hippo"]) == expected - {"Res2Net-50 M2SNet"}  # a 2D encoder
     assert "inference 128x128 with TTA in nnU-Net's predictor: Res2Net-50 M2SNet / U-Net" in out
+    # --profile: the top ops of one predictor call per network, kept in the file and in the report
+    assert set(data["predictor_3d_hippo_profile"]) == set(data["predictor_3d_hippo"])
+    assert any("convolution" in op[0] for op in data["predictor_3d_hippo_profile"]["M2SNet on the plans encoder"])
+    assert "### Profile: predictor_128, U-Net (one image with TTA" in out
     assert ("inference 40x56x40 with TTA in nnU-Net's predictor: M2SNet, oneDNN inference convolutions / "
             "PyTorch's kernels (the speed-up)") in out
     # what produced the numbers: the commit and versions, no local path
     assert data["provenance"]["m2s_nnunet"] and "git_dirty" in data["provenance"]
     assert "bf16 native" in data["device"] or "bf16 emulated" in data["device"]
+
+
+def test_compiled_predictor_rows_leave_out_the_kernel_switch(monkeypatch):
+    """Compiled, inductor picks the kernels of every network: the oneDNN-off M2SNet row would time the same graph."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import speed_table
+
+    eager, compiled = speed_table.predictor_networks(True, 3), speed_table.predictor_networks(True, 3, compiled=True)
+    assert set(eager) - set(compiled) == {speed_table.TORCH_KERNELS_LABEL}
 
 
 def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
