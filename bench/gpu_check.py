@@ -1,9 +1,9 @@
 """The GPU checks of issue 11, in one run that writes one Markdown report (about 5-10 minutes on one GPU).
 
-1. numerics under nnU-Net's CUDA autocast (fp16): the fixed filters' fast path against the plain
-   convolution, a subtraction unit (one channel sum per input for both filters) against separate filter calls,
-   eager and compiled, LossNet against fp32, and 20 training steps of ``M2SNetTrainer``'s network and loss with
-   a GradScaler (every loss finite);
+1. numerics under CUDA autocast: the fixed filters' fast path against the plain convolution and a subtraction
+   unit's fused paths (both inputs in one pass for prediction, one channel sum per input for both filters in
+   training) against separate filter calls, in fp16 (nnU-Net's) and bf16, eager and compiled; LossNet against
+   fp32, and 20 training steps of ``M2SNetTrainer``'s network and loss with a GradScaler (every loss finite);
 2. throughput and activation-memory ratios against the U-Net (``speed_table.py`` on the device), with
    ``torch.compile`` off and on;
 3. ``torch.cuda.max_memory_allocated`` of a training step at the batch ``m2s-nnunet plan`` picks for 8, 11
@@ -39,20 +39,22 @@ class Context:
 
     def __init__(self, device: torch.device, smoke: bool) -> None:
         self.device, self.smoke = device, smoke
-        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16  # nnU-Net's choice on CUDA
+        # the fused paths are checked under both half precisions a GPU offers (bf16 only on the CPU)
+        self.amp_dtypes = (torch.float16, torch.bfloat16) if device.type == "cuda" else (torch.bfloat16,)
         self.size = 64 if smoke else 352
         self.steps = 3 if smoke else 20
 
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+    def autocast(self, dtype: torch.dtype | None = None):
+        return torch.autocast(self.device.type, dtype=dtype or self.amp_dtype)
 
 
 # ------------------------------------------------------------------------------------------- 1. numerics
 def check_fixed_filters(ctx: Context) -> list[str]:
     from m2s_nnunet.network.blocks import FixedAllOnesFilter
 
-    lines = ["| filter | dim | max abs error, fast vs plain under autocast | max abs error in fp32 |",
-             "|---|---|---|---|"]
+    lines = ["| filter | dim | autocast | max abs error, fast vs plain under autocast | max abs error in fp32 |",
+             "|---|---|---|---|---|"]
     for dim in (2, 3):
         for k in (3, 5):
             torch.manual_seed(0)
@@ -63,21 +65,29 @@ def check_fixed_filters(ctx: Context) -> list[str]:
             x = torch.randn(2, 64, *([side] * dim), device=ctx.device)
             with torch.no_grad():
                 exact = (fast(x) - plain(x)).abs().max().item()
-                with ctx.autocast():
-                    amp = (fast(x).float() - plain(x).float()).abs().max().item()
-            lines.append(f"| {k}x{k}{'x' + str(k) if dim == 3 else ''} | {dim}D | {amp:.3g} | {exact:.3g} |")
+                for dtype in ctx.amp_dtypes:
+                    with ctx.autocast(dtype):
+                        amp = (fast(x).float() - plain(x).float()).abs().max().item()
+                    lines.append(f"| {k}x{k}{'x' + str(k) if dim == 3 else ''} | {dim}D | {_name(dtype)} | "
+                                 f"{amp:.3g} | {exact:.3g} |")
     return lines
 
 
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def check_subtraction_unit(ctx: Context) -> list[str]:
-    """A subtraction unit (F3 and F5 sharing one channel sum per input) against the fixed filters called one by
-    one, under autocast, eager and compiled (compiled on CUDA only: inductor on CPU takes minutes)."""
+    """A subtraction unit against the fixed filters called one by one, under fp16 and bf16 autocast, eager and
+    compiled (compiled on CUDA only: inductor on CPU takes minutes). Without gradients (prediction) the unit
+    filters both inputs in one pass; with them (training mode, inputs that need gradients) one pass per input,
+    each sharing one channel sum for F3 and F5."""
     import copy
 
     from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit, resize_to
 
-    lines = ["| dim | norm | compiled | max abs error, shared vs separate, autocast | finite |",
-             "|---|---|---|---|---|"]
+    lines = ["| dim | norm | path | autocast | compiled | max abs error, fused vs separate | finite |",
+             "|---|---|---|---|---|---|---|"]
     for dim in (2, 3):
         for norm in ("batch", "instance"):
             torch.manual_seed(0)
@@ -92,12 +102,18 @@ def check_subtraction_unit(ctx: Context) -> list[str]:
             side = (12 if dim == 3 else 48) if ctx.smoke else (24 if dim == 3 else 96)
             a = torch.randn(2, 64, *([side // 2] * dim), device=ctx.device)
             b = torch.randn(2, 64, *([side] * dim), device=ctx.device)
-            for compiled in (False, True) if ctx.device.type == "cuda" else (False,):
-                shared = torch.compile(unit) if compiled else unit
-                with torch.no_grad(), ctx.autocast():
-                    out, ref = shared(a, b, filters).float(), separate(a, b).float()
-                lines.append(f"| {dim}D | {norm} | {compiled} | {(out - ref).abs().max().item():.3g} | "
-                             f"{bool(torch.isfinite(out).all())} |")
+            for path, training in (("one pass (prediction)", False), ("pass per input (training)", True)):
+                for module in (filters, unit, ref_filters, ref_unit):
+                    module.train(training)
+                for dtype in ctx.amp_dtypes:
+                    for compiled in (False, True) if ctx.device.type == "cuda" else (False,):
+                        fused = torch.compile(unit) if compiled else unit
+                        x, y = a.clone().requires_grad_(training), b.clone()
+                        with torch.set_grad_enabled(training), ctx.autocast(dtype):
+                            ref = separate(x, y).float()
+                            out = fused(x, y, filters).float()
+                        lines.append(f"| {dim}D | {norm} | {path} | {_name(dtype)} | {compiled} | "
+                                     f"{(out - ref).abs().max().item():.3g} | {bool(torch.isfinite(out).all())} |")
     return lines
 
 
@@ -141,7 +157,7 @@ def check_speed(ctx: Context) -> list[str]:
     import speed_table
 
     out = []
-    cases = ["3d_hippo"] if ctx.smoke else list(speed_table.CASES) + ["predictor"]
+    cases = ["3d_hippo"] if ctx.smoke else list(speed_table.CASES) + ["predictor", "predictor_3d"]
     for compile_ in (False, True):
         if compile_ and ctx.smoke:
             out.append("- torch.compile: not run in the CPU smoke test")
@@ -247,7 +263,7 @@ def check_ddp(ctx: Context) -> list[str]:
 # ------------------------------------------------------------------------------------------- main
 CHECKS = {
     "fixed filters: fast path vs plain convolution": check_fixed_filters,
-    "subtraction unit: shared channel sums vs separate filters": check_subtraction_unit,
+    "subtraction unit: fused paths vs separate filters": check_subtraction_unit,
     "LossNet under autocast": check_lossnet,
     "training steps under autocast": check_training_steps,
     "throughput and activation memory vs the U-Net": check_speed,

@@ -117,12 +117,15 @@ def test_gpu_check_code_paths_on_cpu(tmp_path):
     """Every check of the GPU script at toy sizes on the CPU, so the GPU day does not start with a crash."""
     out = run_script("gpu_check.py", "--cpu-smoke", "--out", str(tmp_path / "g.md"),
                      "--only", "fixed filters: fast path vs plain convolution",
-                     "subtraction unit: shared channel sums vs separate filters", "LossNet under autocast",
+                     "subtraction unit: fused paths vs separate filters", "LossNet under autocast",
                      "training steps under autocast", "memory model vs max_memory_allocated", "DDP", timeout=600)
     report = (tmp_path / "g.md").read_text()
     assert "Traceback" not in report, report
     assert "all finite: **True**" in report
-    assert report.count("| False | 0 | True |") == 4  # shared sums = separate filter calls, 2D/3D, both norms
+    # the fused paths (one pass for both inputs without gradients, one channel sum per input with them) equal the
+    # separate filter calls: 2D/3D, both norms, both paths
+    assert report.count("| False | 0 | True |") == 8
+    assert report.count("| one pass (prediction) | bfloat16 |") == report.count("| pass per input (training) |") == 4
     assert "2-process DDP step (gloo): max gradient difference between ranks 0" in report
     assert "parameters without a gradient: 0" in report
     assert out
