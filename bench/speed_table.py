@@ -383,7 +383,8 @@ def render(data: dict) -> str:
     measured = [k for k in (*CASES, "plans") if k in data]
     for key in measured:
         for name, m in data[key]["steps"].items():
-            step_rows.append([key, name.removeprefix("tr_"), m["params_m"], m["step_s"], m["gflops_per_s"],
+            # 0.7.0's files hold no parameter count
+            step_rows.append([key, name.removeprefix("tr_"), m.get("params_m"), m["step_s"], m["gflops_per_s"],
                               100 * m["gflops_per_s"] / peak, m["activation_mib"]])
     md = [
         "# Speed: M2SNet against nnU-Net's U-Net, one process",
