@@ -18,7 +18,9 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
 * inference at 128x128 and on the Hippocampus 3D patch (``--cases predictor predictor_3d``) inside nnU-Net's
   predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
   Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet (2D), M2SNet on the plans encoder,
-  and on CPU the same M2SNet with PyTorch's own kernel choice (its oneDNN inference convolutions off);
+  and on CPU the same M2SNet as 0.9.0 predicted: with PyTorch's own kernel choice (its oneDNN inference
+  convolutions off), and with a filter pass per subtraction-unit input; with ``--eager-and-compiled`` every
+  network also compiled, in the same process (what ``nnUNet_compile=t`` gives each);
 * with ``--plans``, a dataset's own plans (e.g. a preprocessed folder's ``nnUNetPlans.json``): the U-Net
   against each trainer of ``--trainers`` at ``--configuration`` and ``--batch``.
 
@@ -70,6 +72,7 @@ from torch import nn
 from m2s_nnunet.complexity import count_parameters
 from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
 from m2s_nnunet.losses import LossNet
+from m2s_nnunet.network.blocks import MultiScaleFilters
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
 RGB = {"0": "R", "1": "G", "2": "B"}
@@ -213,21 +216,44 @@ BF16_LABEL = "M2SNet on the plans encoder, bf16 prediction"
 
 TORCH_KERNELS_SUFFIX = "+torch_kernels"  # M2SNet with its oneDNN inference convolutions off (as up to 0.9.0)
 TORCH_KERNELS_LABEL = "M2SNet on the plans encoder, PyTorch's kernels"
+PASS_PER_INPUT_SUFFIX = "+pass_per_input"  # each subtraction unit filters its two inputs in two passes (0.9.0)
+PASS_PER_INPUT_LABEL = "M2SNet on the plans encoder, a filter pass per input"
+COMPILED_SUFFIX = "+compiled"  # --eager-and-compiled: the network compiled, beside its eager self
+COMPILED_LABEL = " (compiled)"
+SWITCH_LABELS = (TORCH_KERNELS_LABEL, PASS_PER_INPUT_LABEL)  # M2SNet with one of its inference paths switched off
 
 
-def predictor_networks(bf16: bool, dim: int = 2, compiled: bool = False) -> dict[str, str]:
-    """Label -> network of the predictor rows: the U-Net, M2SNet (in 2D also Res2Net-50), M2SNet as up to 0.9.0
-    (PyTorch's own kernel choice; not when ``compiled``: inductor picks the kernels of both); with ``bf16`` also both
-    networks under CPU bf16 autocast."""
+def predictor_networks(bf16: bool, dim: int = 2, compiled: bool = False,
+                       eager_and_compiled: bool = False) -> dict[str, str]:
+    """Label -> network of the predictor rows: the U-Net, M2SNet (in 2D also Res2Net-50) and M2SNet with one
+    inference path switched off as 0.9.0 ran it (PyTorch's own kernel choice; a filter pass per subtraction-unit
+    input); with ``bf16`` also both networks under CPU bf16 autocast.
+
+    ``compiled``: every network compiled, the switched-off M2SNets left out (inductor picks the kernels and fuses
+    the filters of every network). ``eager_and_compiled``: every network eager and, the switched-off ones
+    excepted, also compiled, so that one process times what compiling gives each network."""
     networks = {"U-Net": "unet", "Res2Net-50 M2SNet": PAPER, "M2SNet on the plans encoder": "M2SNetTrainer_scratch",
-                TORCH_KERNELS_LABEL: f"M2SNetTrainer_scratch{TORCH_KERNELS_SUFFIX}"}
+                TORCH_KERNELS_LABEL: f"M2SNetTrainer_scratch{TORCH_KERNELS_SUFFIX}",
+                PASS_PER_INPUT_LABEL: f"M2SNetTrainer_scratch{PASS_PER_INPUT_SUFFIX}"}
     if dim == 3:
         networks.pop("Res2Net-50 M2SNet")  # a 2D encoder
     if compiled:
-        networks.pop(TORCH_KERNELS_LABEL)
+        for label in SWITCH_LABELS:
+            networks.pop(label)
     if bf16:
         networks.update({"U-Net in bf16": f"unet{BF16_SUFFIX}", BF16_LABEL: f"M2SNetTrainer_scratch{BF16_SUFFIX}"})
+    if eager_and_compiled and not compiled:
+        networks.update({f"{label}{COMPILED_LABEL}": f"{name}{COMPILED_SUFFIX}" for label, name in networks.items()
+                         if label not in SWITCH_LABELS})
     return networks
+
+
+def filter_each_input_separately(net: nn.Module) -> None:
+    """Every subtraction unit of ``net`` filters its two inputs in two passes, as 0.9.0 predicted (the same
+    values: the one-pass path is bit-identical); an instance attribute, so only this network changes."""
+    for module in net.modules():
+        if isinstance(module, MultiScaleFilters):
+            module.pair_responses = lambda a, b, filters=module: (filters.responses(a), filters.responses(b))
 
 
 def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, warmup: int,
@@ -243,8 +269,9 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
     # one image as nnU-Net's predictor holds it: (c, 1, y, x) in 2D, (c, z, y, x) in 3D
     image = torch.randn(s.num_inputs, *([1] if len(s.patch) == 2 else []), *s.patch)
     for label, name in trainers.items():
-        bf16, torch_kernels = name.endswith(BF16_SUFFIX), name.endswith(TORCH_KERNELS_SUFFIX)
-        trainer = name.removesuffix(BF16_SUFFIX).removesuffix(TORCH_KERNELS_SUFFIX)
+        trainer, *rest = name.split("+")
+        switches = {f"+{switch}" for switch in rest}
+        bf16, torch_kernels = BF16_SUFFIX in switches, TORCH_KERNELS_SUFFIX in switches
         spec = Spec("unet") if trainer == "unet" else Spec(f"tr_{trainer}", trainer)
         net = build_network(spec, s)
         calibrate_batch_norm(net, image.shape[0], s)
@@ -254,7 +281,9 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
             net.cpu_bf16, net.cpu_bf16_eval, net.cpu_onednn = False, bf16, not torch_kernels
         elif bf16:
             net = CpuBf16Autocast(net)
-        if compile_:
+        if PASS_PER_INPUT_SUFFIX in switches:
+            filter_each_input_separately(net)
+        if compile_ or COMPILED_SUFFIX in switches:
             net = torch.compile(net)
         predictor = nnUNetPredictor(use_mirroring=True, perform_everything_on_device=device.type == "cuda",
                                     device=device, allow_tqdm=False)
@@ -265,6 +294,23 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
     cuda = device.type == "cuda"
     profiles = {label: profile_calls(fn, 1, 8, cuda)[1] for label, fn in fns.items()} if profile else {}
     return {label: median(v) for label, v in samples.items()}, profiles
+
+
+def compiled_predictor_rows(where: str, times: dict[str, float]) -> list[list[object]]:
+    """``--eager-and-compiled``: what compiling gives each network, and the ratios with both networks compiled
+    (nnU-Net's predictor compiles only under ``nnUNet_compile=t``; eager is what a user gets by default)."""
+    rows: list[list[object]] = []
+    compiled = {label.removesuffix(COMPILED_LABEL): t for label, t in times.items() if label.endswith(COMPILED_LABEL)}
+    for label, t in compiled.items():
+        rows.append([f"{where}: {label}, compiled / eager (the compile speed-up)", times[label] / t, None])
+    if "U-Net" in compiled:
+        for label in ("Res2Net-50 M2SNet", "M2SNet on the plans encoder"):
+            if label in compiled:
+                rows.append([f"{where}, both compiled: {label} / U-Net", compiled["U-Net"] / compiled[label], None])
+        if BF16_LABEL in compiled:
+            rows.append([f"{where}: {BF16_LABEL}, compiled / U-Net (fp32, eager: nnU-Net's default)",
+                         times["U-Net"] / compiled[BF16_LABEL], None])
+    return rows
 
 
 def plan(work: Path, case: PlansCase, device: torch.device) -> Setup:
@@ -344,8 +390,9 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             s = setup(case)
             bf16 = device.type == "cpu" and cpu_computes_bf16()  # on CUDA the predictor runs fp16 autocast
             data["predictor_repeats"] = max(r, 5)  # single calls are short and noisy: at least 5
-            times, profiles = predictor_times(s, predictor_networks(bf16, len(s.patch), args.compile), device, w,
-                                              data["predictor_repeats"], args.compile, args.profile)
+            networks = predictor_networks(bf16, len(s.patch), args.compile, args.eager_and_compiled)
+            times, profiles = predictor_times(s, networks, device, w, data["predictor_repeats"], args.compile,
+                                              args.profile)
             name = "predictor_128" if key == "predictor" else "predictor_3d_hippo"
             data[name] = times
             if profiles:
@@ -357,6 +404,10 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if TORCH_KERNELS_LABEL in times and device.type == "cpu":
                 rows.append([f"{where}: M2SNet, oneDNN inference convolutions / PyTorch's kernels (the speed-up)",
                              times[TORCH_KERNELS_LABEL] / times["M2SNet on the plans encoder"], None])
+            if PASS_PER_INPUT_LABEL in times:
+                rows.append([f"{where}: M2SNet, one filter pass for both inputs of a unit / a pass per input "
+                             "(the speed-up)", times[PASS_PER_INPUT_LABEL] / times["M2SNet on the plans encoder"],
+                             None])
             if bf16:
                 rows.append([f"{where}: {BF16_LABEL} / U-Net (fp32, nnU-Net's default on CPU)",
                              times["U-Net"] / times[BF16_LABEL], None])
@@ -364,6 +415,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                              None])
                 rows.append([f"{where}: {BF16_LABEL} / the same M2SNet in fp32 (the bf16 speed-up)",
                              times["M2SNet on the plans encoder"] / times[BF16_LABEL], None])
+            rows += compiled_predictor_rows(where, times)
     data["matmul_peak_gflops"] = matmul_peak_gflops(device, args.matmul_n, torch.float32)
     data["rows"] = rows
     data["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -390,7 +442,9 @@ def render(data: dict) -> str:
         "# Speed: M2SNet against nnU-Net's U-Net, one process",
         "",
         f"- device: {data['device']}; {'fp16 autocast' if cuda else 'fp32 (bf16 where a row says so)'}"
-        f"{'; torch.compile' if args['compile'] else ''}{'; channels_last' if args['channels_last'] else ''}; "
+        f"{'; torch.compile' if args['compile'] else ''}"
+        f"{'; predictor networks eager and compiled' if args.get('eager_and_compiled') else ''}"
+        f"{'; channels_last' if args['channels_last'] else ''}; "
         f"warm-up {w}, median of {r} interleaved repeats"
         f"{f' ({predictor_r} for the predictor rows)' if predictor_r != r else ''}; random data",
         f"- code: commit {data['provenance']['git_commit']}"
@@ -439,6 +493,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: %(default)s)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every network (activation memory is then not measured)")
+    p.add_argument("--eager-and-compiled", action="store_true",
+                   help="predictor rows: every network eager and compiled, timed in one process (the compile "
+                        "speed-up of each, and the ratios with both compiled)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for networks and inputs")
     p.add_argument("--profile", action="store_true",
                    help="also list the top ops (torch.profiler) of each training step and predictor call")

@@ -75,9 +75,11 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     assert steps["tr_M2SNetTrainer"]["activation_mib"] < 0.5 * steps["tr_SpeedTable_M2SNet_last4"]["activation_mib"]
     assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
     # inside nnU-Net's predictor (random BatchNorm statistics calibrated, or fp16 logits overflow); where the CPU
-    # computes bf16 natively, also both networks in bf16; M2SNet also as up to 0.9.0, with PyTorch's own kernels
+    # computes bf16 natively, also both networks in bf16; M2SNet also as up to 0.9.0, with PyTorch's own kernels and
+    # with a filter pass per subtraction-unit input
     expected = {"U-Net", "Res2Net-50 M2SNet", "M2SNet on the plans encoder",
-                "M2SNet on the plans encoder, PyTorch's kernels"}
+                "M2SNet on the plans encoder, PyTorch's kernels",
+                "M2SNet on the plans encoder, a filter pass per input"}
     if cpu_computes_bf16():
         expected |= {"U-Net in bf16", "M2SNet on the plans encoder, bf16 prediction"}
         assert "M2SNet on the plans encoder, bf16 prediction / U-Net in bf16" in out
@@ -90,6 +92,8 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     assert "### Profile: predictor_128, U-Net (one image with TTA" in out
     assert ("inference 40x56x40 with TTA in nnU-Net's predictor: M2SNet, oneDNN inference convolutions / "
             "PyTorch's kernels (the speed-up)") in out
+    assert ("inference 40x56x40 with TTA in nnU-Net's predictor: M2SNet, one filter pass for both inputs of a unit / "
+            "a pass per input (the speed-up)") in out
     # what produced the numbers: the commit and versions, no local path
     assert data["provenance"]["m2s_nnunet"] and "git_dirty" in data["provenance"]
     assert "bf16 native" in data["device"] or "bf16 emulated" in data["device"]
@@ -101,7 +105,50 @@ def test_compiled_predictor_rows_leave_out_the_kernel_switch(monkeypatch):
     import speed_table
 
     eager, compiled = speed_table.predictor_networks(True, 3), speed_table.predictor_networks(True, 3, compiled=True)
-    assert set(eager) - set(compiled) == {speed_table.TORCH_KERNELS_LABEL}
+    assert set(eager) - set(compiled) == {speed_table.TORCH_KERNELS_LABEL, speed_table.PASS_PER_INPUT_LABEL}
+
+
+def test_eager_and_compiled_predictor_rows(monkeypatch):
+    """--eager-and-compiled: each network beside its compiled self (switched-off M2SNets eager only), and rows for
+    what compiling gives each network and for both networks compiled."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import speed_table
+
+    networks = speed_table.predictor_networks(True, 2, eager_and_compiled=True)
+    eager = speed_table.predictor_networks(True, 2)
+    assert set(networks) == set(eager) | {f"{label} (compiled)" for label in eager
+                                          if label not in speed_table.SWITCH_LABELS}
+    assert networks["U-Net in bf16 (compiled)"] == "unet+bf16+compiled"
+    times = {"U-Net": 2.0, "U-Net (compiled)": 1.0, "M2SNet on the plans encoder": 4.0,
+             "M2SNet on the plans encoder (compiled)": 0.5, speed_table.BF16_LABEL: 1.0,
+             f"{speed_table.BF16_LABEL} (compiled)": 0.25}
+    rows = dict((label.split(": ", 1)[1], ratio) for label, ratio, _ in speed_table.compiled_predictor_rows("w", times))
+    assert rows["U-Net, compiled / eager (the compile speed-up)"] == 2.0
+    assert rows["M2SNet on the plans encoder, compiled / eager (the compile speed-up)"] == 8.0
+    assert rows[f"{speed_table.BF16_LABEL}, compiled / U-Net (fp32, eager: nnU-Net's default)"] == 8.0
+    both = [r for label, r, _ in speed_table.compiled_predictor_rows("w", times) if "both compiled" in label]
+    assert both == [2.0]  # M2SNet 0.5 s against the U-Net's 1.0 s, both compiled
+    assert speed_table.compiled_predictor_rows("w", {"U-Net": 1.0}) == []  # nothing compiled: no rows
+
+
+def test_pass_per_input_switch_filters_each_input_separately(monkeypatch):
+    """The 0.9.0 path of the predictor rows: the same values, two filter passes per unit instead of one."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import speed_table
+
+    from m2s_nnunet.network.blocks import MultiScaleFilters
+
+    filters = MultiScaleFilters(4, dim=2, norm="instance").eval()
+    batches = []  # the batch of every F3 pass
+    f3_pass = filters.f3.from_channel_sum
+    filters.f3.from_channel_sum = lambda channel_sum: batches.append(len(channel_sum)) or f3_pass(channel_sum)
+    a, b = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        one_pass = filters.pair_responses(a, b)
+        speed_table.filter_each_input_separately(filters)
+        per_input = filters.pair_responses(a, b)
+    assert batches == [2, 1, 1]  # both inputs in one pass, then a pass for each
+    assert all(torch.equal(x, y) for pair in zip(one_pass, per_input) for x, y in zip(*pair))
 
 
 def test_gpu_check_skips_cleanly_without_cuda(tmp_path):
