@@ -151,6 +151,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the set and of its first case alone; the difference excludes process start and model "
                         "load) and, for M2SNet models on CPUs that compute bf16 natively, the same with "
                         "M2S_NNUNET_PREDICT_BF16=1, scored against the labels and against the fp32 prediction")
+    p.add_argument("--predict-compiled", action="store_true",
+                   help="with --predict-timing: each variant also with nnUNet_compile=t (nnU-Net's predictor then "
+                        "compiles the network; the first case alone then includes the compile time)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--work-dir", type=Path, default=BENCH / "out" / "accuracy_work")
     p.add_argument("--dry-run", action="store_true", help="check inputs and print the plan; train nothing")
@@ -166,6 +169,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_score_points(p, args)
     if args.time_probe is not None and (not args.equal_time or args.time_probe < 1):
         p.error("--time-probe needs --equal-time and at least 1 epoch: it only sets the equal-time iterations")
+    if args.predict_compiled and not args.predict_timing:
+        p.error("--predict-compiled adds variants to --predict-timing: give both")
     return args
 
 
@@ -400,6 +405,9 @@ def timed_predictions(args: argparse.Namespace, model: Model, preds: Path, tests
     variants = {"fp32": {**plain, PREDICT_ENV: "0"}}
     if not model.trainer.startswith("nnUNetTrainer") and args.device == "cpu" and cpu_computes_bf16():
         variants["predict_bf16"] = {**plain, PREDICT_ENV: "1"}
+    if args.predict_compiled:  # each variant again, compiled by nnU-Net's predictor
+        variants.update({f"{variant}_compiled": {**variant_env, "nnUNet_compile": "t"}
+                         for variant, variant_env in list(variants.items())})
     timing: dict[str, dict] = {}
     for variant, variant_env in variants.items():
         for test, (images, labels) in tests.items():
@@ -452,7 +460,10 @@ def render_predict_timing(results: dict[str, list[dict]], tests: list[str]) -> l
             "- s per case: (time for the whole set - time for its first case alone) / (cases - 1): process start "
             "and model load excluded; as the harness predicts (-npp 1 -nps 1, test-time mirroring on).",
             "- predict_bf16: the same model with M2S_NNUNET_PREDICT_BF16=1 (bf16 autocast in eval mode on a CPU "
-            "that computes bf16 natively); its Dice against the fp32 prediction is per case, then averaged."]
+            "that computes bf16 natively); its Dice against the fp32 prediction is per case, then averaged.",
+            *(["- *_compiled: the same with nnUNet_compile=t (nnU-Net's predictor compiles the network with "
+               "torch.compile); the first case alone includes the compile time."]
+              if any(r[2].endswith("_compiled") for r in rows) else [])]
 
 
 def model_record(model_dir: Path, model: Model, configuration: str) -> dict:

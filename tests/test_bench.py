@@ -598,6 +598,24 @@ def test_accuracy_predict_timing_times_the_first_case_alone_and_bf16_prediction(
     timing = result["predict_timing"]
     assert set(timing) == {"fp32", "predict_bf16"} and timing["fp32"]["busi"]["cases"] == 3
     assert "dice_vs_fp32" not in timing["fp32"]["busi"] and timing["predict_bf16"]["busi"]["dice_vs_fp32"] == 0.98
+
+    # --predict-compiled: each variant again under nnUNet_compile=t (nnU-Net's predictor compiles the network)
+    calls.clear()
+    compiled_env = []
+
+    def recording_nnunet(name, argv, env, log=None, quiet=False):
+        compiled_env.append((env["M2S_NNUNET_PREDICT_BF16"], env.get("nnUNet_compile")))
+        fake_nnunet(name, argv, env)
+
+    monkeypatch.setattr(m2s_nnunet.nnunet_env, "run_nnunet", recording_nnunet)
+    args = accuracy.parse_args(["busi", "--models", "M2SNetTrainer_scratch_bench", "--predict-timing",
+                                "--predict-compiled", "--work-dir", str(tmp_path / "work")])
+    result = accuracy.run_model(args, args.models[0], 0, Path("Dataset613_AccBusi"), tests, tmp_path)
+    assert list(result["predict_timing"]) == ["fp32", "predict_bf16", "fp32_compiled", "predict_bf16_compiled"]
+    assert compiled_env == [("0", "f"), ("0", "f"), ("1", "f"), ("1", "f"),  # the harness never compiles otherwise
+                            ("0", "t"), ("0", "t"), ("1", "t"), ("1", "t")]
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["busi", "--predict-compiled"])  # no --predict-timing to add variants to
     assert timing["fp32"]["busi"]["per_case_s"] == pytest.approx(
         (timing["fp32"]["busi"]["predict_s"] - timing["fp32"]["busi"]["first_case_s"]) / 2)
     result["bench"] = {"iterations": 150, "batch_size": 12, "seconds_per_iteration": 1.0, "train_seconds": 150.0}
