@@ -313,6 +313,14 @@ def compiled_predictor_rows(where: str, times: dict[str, float]) -> list[list[ob
     return rows
 
 
+def forget_compiled_graphs() -> None:
+    """Drop every compiled graph before a case builds its networks. All M2SNets share ``M2SNet.forward``, and
+    dynamo compiles it once per network instance (twice in nnU-Net's predictor, which passes both inference and
+    ordinary tensors); past its recompile limit (8 per function) it runs the function eagerly, with only a log
+    warning, so the later "compiled" rows of a long run would time eager code."""
+    torch._dynamo.reset()
+
+
 def plan(work: Path, case: PlansCase, device: torch.device) -> Setup:
     """nnU-Net's plans for the case's synthetic dataset (1000 images in 2D, 100 volumes in 3D)."""
     folder = Path(tempfile.mkdtemp(prefix="plans_", dir=work))
@@ -334,6 +342,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
         work = Path(tmp)
 
         def setup(key: str) -> Setup:
+            forget_compiled_graphs()
             s = plan(work, CASES[key], device)
             print(f"[{key}] patch {list(s.patch)}, batch {s.batch}, "
                   f"{s.config.configuration['architecture']['arch_kwargs']['n_stages']} stages", flush=True)
@@ -373,6 +382,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                 rows.append([f"{label}: {what} / U-Net", t["unet"]["step_s"] / m["step_s"],
                              _activation_ratio(t, f"tr_{trainer}")])
         if args.plans is not None:
+            forget_compiled_graphs()
             s = load_setup(args.plans, args.dataset_json or args.plans.parent / "dataset.json", args.configuration,
                            args.batch, device, device.type == "cuda")
             print(f"[plans] {args.plans.name} {args.configuration}: patch {list(s.patch)}, batch {s.batch}", flush=True)
