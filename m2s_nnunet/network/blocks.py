@@ -56,6 +56,16 @@ def resize_to(x: torch.Tensor, reference: torch.Tensor | tuple[int, ...]) -> tor
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
+def sum_over_channels(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(dim=1, keepdim=True)``, the input of the fixed filters' fast path. Compiled in half precision it is
+    written as a float32 sum rounded to ``x``'s dtype, the arithmetic inductor generates for a half-precision sum
+    anyway: with torch 2.14, inductor's CPU code for a bf16 channel sum stored to two buffers does not compile
+    (3D M2SNet under bf16 autocast). Eager code is unchanged."""
+    if torch.compiler.is_compiling() and x.dtype in (torch.bfloat16, torch.float16):
+        return x.sum(dim=1, keepdim=True, dtype=torch.float32).to(x.dtype)
+    return x.sum(dim=1, keepdim=True)
+
+
 class ConvNormAct(nn.Sequential):
     """conv(k=3, padding 1) -> norm -> ReLU: the unit every decoder stage of M2SNet is made of."""
 
@@ -110,7 +120,7 @@ class FixedAllOnesFilter(nn.Module):
 
     def channel_sum_box(self, x: torch.Tensor) -> torch.Tensor:
         """The one distinct channel of the all-ones convolution's response, shape (B, 1, *spatial)."""
-        return self.box_of_channel_sum(x.sum(dim=1, keepdim=True))
+        return self.box_of_channel_sum(sum_over_channels(x))
 
     def box_of_channel_sum(self, channel_sum: torch.Tensor) -> torch.Tensor:
         """``channel_sum_box`` from the input's channel sum (B, 1, *spatial), which filters can share."""
@@ -136,7 +146,7 @@ class FixedAllOnesFilter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.computes_one_channel:
-            return self.from_channel_sum(x.sum(dim=1, keepdim=True))
+            return self.from_channel_sum(sum_over_channels(x))
         # plain path; also any other norm module, e.g. the SyncBatchNorm nnU-Net swaps in for multi-GPU training
         return self.act(self.norm(self.box_filter(x)))
 
@@ -187,8 +197,8 @@ class MultiScaleFilters(nn.Module):
         the same tensor as two separate calls, so the result is identical, with one reduction instead of two.
         That path calls ``from_channel_sum``, not the filters' ``forward``: their forward hooks do not fire."""
         if self.f3.computes_one_channel and self.f5.computes_one_channel:
-            channel_sum = x.sum(dim=1, keepdim=True)
-            return self.f3.from_channel_sum(channel_sum), self.f5.from_channel_sum(channel_sum)
+            total = sum_over_channels(x)
+            return self.f3.from_channel_sum(total), self.f5.from_channel_sum(total)
         return self.f3(x), self.f5(x)
 
     def pair_responses(self, a: torch.Tensor, b: torch.Tensor
@@ -200,7 +210,7 @@ class MultiScaleFilters(nn.Module):
         BatchNorm's batch statistics would mix ``a`` and ``b``, and gradients would sum in another order."""
         if a.shape == b.shape and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)) and all(
                 f.computes_one_channel and f.normalises_each_sample for f in (self.f3, self.f5)):
-            channel_sums = torch.cat([a.sum(dim=1, keepdim=True), b.sum(dim=1, keepdim=True)])
+            channel_sums = torch.cat([sum_over_channels(a), sum_over_channels(b)])
             n = a.shape[0]
             r3, r5 = self.f3.from_channel_sum(channel_sums), self.f5.from_channel_sum(channel_sums)
             return (r3[:n], r5[:n]), (r3[n:], r5[n:])

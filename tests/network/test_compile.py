@@ -64,6 +64,38 @@ def test_inductor_prediction_equals_eager():
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
+class _TwoUnitsSharingAMap(torch.nn.Module):
+    """Two subtraction units that share a bf16 map, as neighbouring units of the pyramid do under bf16 autocast:
+    the map's channel sum then feeds two buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit
+
+        self.conv = torch.nn.Conv3d(32, 32, 3, padding=1)
+        self.filters = MultiScaleFilters(32, dim=3, norm="instance")
+        self.first = MultiScaleSubtractionUnit(32, dim=3, norm="instance")
+        self.second = MultiScaleSubtractionUnit(32, dim=3, norm="instance")
+
+    def forward(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            shared = self.conv(a)
+            return (self.first(a, shared, self.filters) + self.second(shared, c, self.filters)).float()
+
+
+def test_inductor_compiles_bf16_channel_sums_feeding_two_units():
+    """torch 2.14's inductor writes C++ that does not compile for a bf16 channel sum stored to two buffers (3D
+    M2SNet predicted with M2S_NNUNET_PREDICT_BF16=1 and nnUNet_compile=t failed so); the compiled channel sum is
+    accumulated in float32 instead, as inductor does anyway. About 10 s on 2 cores."""
+    torch.manual_seed(0)
+    net = _TwoUnitsSharingAMap().eval()
+    a, c = torch.randn(1, 32, 20, 28, 20), torch.randn(1, 32, 20, 28, 20)
+    with torch.no_grad():
+        eager = net(a, c)
+        compiled = torch.compile(net)(a, c)
+    assert ((compiled - eager).norm() / eager.norm()).item() < 1e-2  # bf16 rounding apart
+
+
 @pytest.mark.parametrize("device, flag, expected", [("cuda", None, True), ("cuda", "f", False), ("cuda", "t", True),
                                                     ("cpu", None, False), ("cpu", "t", False)])
 def test_the_trainer_compiles_where_nnunet_compiles(monkeypatch, device, flag, expected):
