@@ -599,6 +599,12 @@ def test_accuracy_predict_timing_times_the_first_case_alone_and_bf16_prediction(
     assert set(timing) == {"fp32", "predict_bf16"} and timing["fp32"]["busi"]["cases"] == 3
     assert "dice_vs_fp32" not in timing["fp32"]["busi"] and timing["predict_bf16"]["busi"]["dice_vs_fp32"] == 0.98
 
+    assert timing["fp32"]["busi"]["per_case_s"] == pytest.approx(
+        (timing["fp32"]["busi"]["predict_s"] - timing["fp32"]["busi"]["first_case_s"]) / 2)
+    result["bench"] = {"iterations": 150, "batch_size": 12, "seconds_per_iteration": 1.0, "train_seconds": 150.0}
+    md = accuracy.render(args, {"M2SNetTrainer_scratch_bench": [result]}, ["busi"])
+    assert "## nnUNetv2_predict per case (--predict-timing)" in md and "| predict_bf16 | busi | 3 |" in md
+
     # --predict-compiled: each variant again under nnUNet_compile=t (nnU-Net's predictor compiles the network)
     calls.clear()
     compiled_env = []
@@ -616,11 +622,9 @@ def test_accuracy_predict_timing_times_the_first_case_alone_and_bf16_prediction(
                             ("0", "t"), ("0", "t"), ("1", "t"), ("1", "t")]
     with pytest.raises(SystemExit):
         accuracy.parse_args(["busi", "--predict-compiled"])  # no --predict-timing to add variants to
-    assert timing["fp32"]["busi"]["per_case_s"] == pytest.approx(
-        (timing["fp32"]["busi"]["predict_s"] - timing["fp32"]["busi"]["first_case_s"]) / 2)
     result["bench"] = {"iterations": 150, "batch_size": 12, "seconds_per_iteration": 1.0, "train_seconds": 150.0}
     md = accuracy.render(args, {"M2SNetTrainer_scratch_bench": [result]}, ["busi"])
-    assert "## nnUNetv2_predict per case (--predict-timing)" in md and "| predict_bf16 | busi | 3 |" in md
+    assert "| predict_bf16_compiled | busi | 3 |" in md and "- *_compiled: the same with nnUNet_compile=t" in md
 
 
 def test_plot_curves_draws_each_point_and_its_paired_difference(monkeypatch, tmp_path, capsys):
