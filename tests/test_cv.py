@@ -63,6 +63,27 @@ def test_train_job_resumes_with_c_and_skips_finished_folds(tmp_path):
         ("M2SNetTrainer_scratch__nnUNetPlans__3d_fullres", "nnUNetTrainer__nnUNetPlans__3d_fullres")]
 
 
+def test_train_job_sets_a_cut_off_checkpoint_aside_and_resumes_from_the_next(tmp_path, monkeypatch, capsys):
+    """nnU-Net's own trainer writes checkpoints in place: a job killed while saving leaves a truncated
+    checkpoint_latest.pth that `--c` would fail on at every rerun. The job keeps it under another name."""
+    import torch
+
+    env = {"nnUNet_results": str(tmp_path)}
+    task = TrainingTask("Dataset501_X", "2d", "nnUNetTrainer", "nnUNetPlans", 0)
+    folder = task.folder(tmp_path)
+    folder.mkdir(parents=True)
+    torch.save({"current_epoch": 2}, folder / "checkpoint_best.pth")
+    (folder / "checkpoint_latest.pth").write_bytes((folder / "checkpoint_best.pth").read_bytes()[:200])
+    commands = []
+    monkeypatch.setattr("m2s_nnunet.cv.jobs._run", lambda cmd, env: commands.append(cmd))
+    with pytest.raises(RuntimeError, match="ended without checkpoint_final.pth"):  # nothing trained here
+        TrainJob(task, env, "cpu")()
+    assert commands[0][-1] == "--c"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint_best.pth", "checkpoint_latest.pth.incomplete"]
+    assert "checkpoint_latest.pth was cut off while it was written; kept as checkpoint_latest.pth.incomplete" \
+        in capsys.readouterr().out
+
+
 def test_status_reads_outputs_and_the_state_file(tmp_path, monkeypatch):
     monkeypatch.setattr("m2s_nnunet.cv.study.slurm_available", lambda: False)
     tasks = study_grid("Dataset501_X", ["2d"], ["M2SNetTrainer", "nnUNetTrainer"], [0, 1], "nnUNetPlans", ["2d"])
@@ -129,13 +150,35 @@ def test_local_executor_runs_the_grid_then_find_best_and_summarize(tiny, tmp_pat
     assert "progress: 4/4 trainings done; final job done" in status_out
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
+def _wait(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.5)
+        time.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _wait_for_final_job(study_folder: Path, timeout: float, what: str) -> None:
+    """Wait for the final job; fail at once, with its log, when a training job ended without its fold done
+    (the final job, which depends on it, would then wait until the timeout)."""
+    jobs = json.loads((study_folder / "study.json").read_text())["jobs"]
+
+    def final_done_or_a_training_failed() -> bool:
+        if (study_folder / "final.json").is_file():
+            return True
+        states = queue_states([job["job_id"] for job in jobs.values()])
+        for key, job in jobs.items():
+            fold_done = (study_folder.parent / key / "validation" / "summary.json").is_file()
+            if states.get(job["job_id"]) not in ACTIVE and not fold_done:
+                log = study_folder / "logs" / job["job_id"] / f"{job['job_id']}_0_log"
+                tails = [path.read_text()[-3000:] for path in (log.with_suffix(".out"), log.with_suffix(".err"))
+                         if path.is_file()]
+                raise AssertionError(f"training job {job['job_id']} ({key}) ended without finishing its fold:\n"
+                                     + "\n".join(tails))
+        return False
+
+    _wait(final_done_or_a_training_failed, timeout, what)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +201,7 @@ def test_slurm_study_runs_jobs_then_final_and_a_rerun_submits_nothing(tiny, slur
     state = json.loads((folder / "study.json").read_text())
     train_ids = [v["job_id"] for v in state["jobs"].values()]
     assert state["final"]["after"] == train_ids  # the final job depends on every training
-    _wait(lambda: (folder / "final.json").is_file(), 900, "the final job")
+    _wait_for_final_job(folder, 900, "the final job")
     for job_id in train_ids:  # each training ran as a SLURM job: its log holds SLURM's job id and nnU-Net's output
         log = (folder / "logs" / job_id / f"{job_id}_0_log.out").read_text()
         assert "nnUNetv2_train" in log and "Training done." in log
@@ -182,13 +225,25 @@ def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
         "M2SNetTrainer_smokeKill__nnUNetPlans__2d/fold_0"]["job_id"]
     log = folder / "logs" / job_id / f"{job_id}_0_log.out"
     _wait(lambda: log.is_file() and "Epoch 3" in log.read_text(), 600, "epoch 3 of the job")
+    # cancel while checkpoint_latest.pth is written (a CI run once hit that window by chance: nnU-Net's in-place
+    # write left a cut-off file, and every resume failed on it)
+    fold = tmp_path / "results" / tiny["name"] / "M2SNetTrainer_smokeKill__nnUNetPlans__2d" / "fold_0"
+    writing = fold / ".checkpoint_latest.pth.partial"
+    _wait(writing.is_file, 300, "the job to write checkpoint_latest.pth", poll=0.005)
     subprocess.run(["scancel", job_id], check=True)
     _wait(lambda: queue_states([job_id]).get(job_id) not in ACTIVE, 60, "the cancelled job to end")
+    cut_mid_write = writing.is_file()
+    import torch
+
+    assert torch.load(fold / "checkpoint_latest.pth", weights_only=False)["current_epoch"] >= 3
     assert "failed" in _cli(env, *args[:5], "--status").stdout  # cancelled, not done: its log is named
     rerun = _cli(env, *args).stdout
     assert "(resumes with --c)" in rerun
-    _wait(lambda: (folder / "final.json").is_file(), 900, "the resubmitted fold and the final job")
+    _wait_for_final_job(folder, 900, "the resubmitted fold and the final job")
     new_id = json.loads((folder / "study.json").read_text())["jobs"][
         "M2SNetTrainer_smokeKill__nnUNetPlans__2d/fold_0"]["job_id"]
     resumed = (folder / "logs" / new_id / f"{new_id}_0_log.out").read_text()
     assert new_id != job_id and " --c" in resumed and "Epoch 0\n" not in resumed
+    if cut_mid_write:  # SIGTERM reached the job before its write ended: the resumed run removes what it left
+        assert "Removed .checkpoint_latest.pth.partial" in resumed
+    assert not writing.exists()

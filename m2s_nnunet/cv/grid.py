@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from m2s_nnunet.checkpoint_files import is_incomplete, set_aside
 from m2s_nnunet.errors import UserError
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")  # what `--c` resumes from
@@ -49,6 +50,20 @@ class TrainingTask:
 
     def can_resume(self, results: Path) -> bool:
         return any((self.folder(results) / name).is_file() for name in CHECKPOINTS)
+
+    def set_aside_incomplete_checkpoints(self, results: Path) -> list[str]:
+        """Rename checkpoints cut off while they were written, so that ``--c`` resumes from the next one.
+
+        Our trainers never leave one (they write and rename); nnU-Net's own trainer writes in place, and a job
+        killed while it saves leaves a truncated file that ``--c`` would fail on at every rerun.
+        """
+        notes = []
+        for name in CHECKPOINTS:
+            path = self.folder(results) / name
+            if path.is_file() and is_incomplete(path):
+                kept = set_aside(path)
+                notes.append(f"{path} was cut off while it was written; kept as {kept.name}, not resumed from")
+        return notes
 
 
 def plans_file(preprocessed: Path, dataset: str, plans: str) -> Path:

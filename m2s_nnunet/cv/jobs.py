@@ -2,8 +2,8 @@
 
 Both are plain callables, pickled by submitit for SLURM and called directly by the local executor. A
 training job resumes with ``--c`` whenever the fold has a checkpoint (after a timeout, a preemption or a
-``scancel``), and is a no-op when the fold is already done. On SLURM, submitit requeues it before its time
-limit (``checkpoint`` below), up to ``max_num_timeout`` times.
+``scancel``; a checkpoint the kill cut off is set aside first), and is a no-op when the fold is already done.
+On SLURM, submitit requeues it before its time limit (``checkpoint`` below), up to ``max_num_timeout`` times.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class TrainJob(submitit.helpers.Checkpointable):
         if self.task.is_done(results_folder(self.env)):
             print(f"{self.task.key}: already done, nothing to train", flush=True)
             return "done before"
+        for note in self.task.set_aside_incomplete_checkpoints(results_folder(self.env)):
+            print(note, flush=True)
         env = {**os.environ, **self.env}
         if self.device == "cuda" and "SLURM_JOB_ID" not in os.environ and "M2S_CV_GPU" in self.env:
             env["CUDA_VISIBLE_DEVICES"] = self.env["M2S_CV_GPU"]  # the local executor's GPU for this job

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from m2s_nnunet.checkpoint_files import refuse_incomplete
 from m2s_nnunet.network.layout import infer_settings
 from m2s_nnunet.settings import RECORD_KEY, M2SNetSettings, plans_record, record_settings, recorded_settings
 
@@ -28,7 +29,9 @@ def resolved_configuration(plans: dict, configuration: str) -> dict:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """A checkpoint's contents, memory-mapped (the weights are read only where they are used)."""
+    """A checkpoint's contents, memory-mapped (the weights are read only where they are used); a file cut off
+    while it was written is refused with what to do, not with torch's zip-reader error."""
+    refuse_incomplete(path)
     return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
 
 

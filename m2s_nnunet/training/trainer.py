@@ -19,6 +19,7 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 from m2s_nnunet import __version__
+from m2s_nnunet.checkpoint_files import remove_partial_files, save_then_rename
 from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.network.from_plans import build_m2snet
 from m2s_nnunet.network.layout import LAYOUT_FIELDS, LegacyLayout, settings_difference
@@ -280,7 +281,14 @@ class M2SNetTrainer(nnUNetTrainer):
         # that had none and resumed from an older checkpoint_best. Now at most 1/20 of a run is lost to a kill.
         # Set here, not in __init__, so that subclasses which change num_epochs after __init__ are covered too.
         self.save_every = max(1, min(self.save_every, self.num_epochs // 20))
+        for stale in remove_partial_files(self.output_folder):
+            self.print_to_log_file(f"Removed {stale.name}: a checkpoint a killed run had not finished writing.")
         super().on_train_start()
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's, written to a hidden file and renamed over ``filename``: a run killed while saving leaves
+        the previous checkpoint whole, so ``--c`` resumes from it (nnU-Net writes in place and leaves it cut off)."""
+        save_then_rename(super().save_checkpoint, filename)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         """nnU-Net's, after making sure the network built is the one the checkpoint was trained with."""

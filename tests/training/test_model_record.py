@@ -147,6 +147,38 @@ def test_training_records_every_setting_in_the_plans_and_the_checkpoint(trainer_
     assert M2SNetSettings.from_dict(record["settings"]) == trainer.settings
 
 
+def test_a_kill_while_saving_leaves_the_last_checkpoint_to_resume_from(trainer_on, monkeypatch):
+    """nnU-Net's save_checkpoint writes in place: a scancel during the write cut checkpoint_latest.pth off and
+    every `--c` after it failed (a CI run of the SLURM study hung on that). Ours renames a finished file into
+    place; a file cut off by another trainer is refused by name, with what to do."""
+    from m2s_nnunet.checkpoint_files import CheckpointError
+
+    trainer = trainer_on(M2SNetTrainer_scratch)
+    trainer.initialize()
+    latest = Path(trainer.output_folder) / "checkpoint_latest.pth"
+    trainer.current_epoch = 2
+    trainer.save_checkpoint(str(latest))
+    save = torch.save
+
+    def killed_halfway(obj, filename, *args, **kwargs):
+        save(obj, filename, *args, **kwargs)
+        with open(filename, "r+b") as handle:
+            handle.truncate(Path(filename).stat().st_size // 2)
+        raise KeyboardInterrupt
+
+    trainer.current_epoch = 3
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(torch, "save", killed_halfway)
+        trainer.save_checkpoint(str(latest))
+    assert sorted(p.name for p in latest.parent.glob("*.pth*")) == ["checkpoint_latest.pth"]
+    resumed = trainer_on(M2SNetTrainer_scratch)
+    resumed.load_checkpoint(str(latest))
+    assert resumed.current_epoch == 3  # saved after epoch index 2: training goes on with epoch 3
+    latest.write_bytes(latest.read_bytes()[:100_000])  # what nnU-Net's own in-place write leaves
+    with pytest.raises(CheckpointError, match=r"checkpoint_latest\.pth: this checkpoint is incomplete"):
+        trainer_on(M2SNetTrainer_scratch).load_checkpoint(str(latest))
+
+
 def test_the_bf16_prediction_switch_leaves_validation_while_training_alone(trainer_on, monkeypatch):
     """M2S_NNUNET_PREDICT_BF16 is for nnUNetv2_predict: the trainer's own network validates (pseudo Dice, best
     checkpoint, final validation) in the precision it trains in."""
