@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from nnunet_runner import make_env, run, write_two_fold_split
 from slurm_cluster import SlurmCluster, slurm_installed
 
@@ -66,8 +67,6 @@ def test_train_job_resumes_with_c_and_skips_finished_folds(tmp_path):
 def test_train_job_sets_a_cut_off_checkpoint_aside_and_resumes_from_the_next(tmp_path, monkeypatch, capsys):
     """nnU-Net's own trainer writes checkpoints in place: a job killed while saving leaves a truncated
     checkpoint_latest.pth that `--c` would fail on at every rerun. The job keeps it under another name."""
-    import torch
-
     env = {"nnUNet_results": str(tmp_path)}
     task = TrainingTask("Dataset501_X", "2d", "nnUNetTrainer", "nnUNetPlans", 0)
     folder = task.folder(tmp_path)
@@ -224,7 +223,7 @@ def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
     job_id = json.loads((folder / "study.json").read_text())["jobs"][
         "M2SNetTrainer_smokeKill__nnUNetPlans__2d/fold_0"]["job_id"]
     log = folder / "logs" / job_id / f"{job_id}_0_log.out"
-    _wait(lambda: log.is_file() and "Epoch 3" in log.read_text(), 600, "epoch 3 of the job")
+    _wait(lambda: log.is_file() and "Epoch 2" in log.read_text(), 600, "epoch 2 of the job")
     # cancel while checkpoint_latest.pth is written (a CI run once hit that window by chance: nnU-Net's in-place
     # write left a cut-off file, and every resume failed on it)
     fold = tmp_path / "results" / tiny["name"] / "M2SNetTrainer_smokeKill__nnUNetPlans__2d" / "fold_0"
@@ -233,9 +232,8 @@ def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
     subprocess.run(["scancel", job_id], check=True)
     _wait(lambda: queue_states([job_id]).get(job_id) not in ACTIVE, 60, "the cancelled job to end")
     cut_mid_write = writing.is_file()
-    import torch
-
-    assert torch.load(fold / "checkpoint_latest.pth", weights_only=False)["current_epoch"] >= 3
+    latest = torch.load(fold / "checkpoint_latest.pth", weights_only=False)["current_epoch"]
+    assert latest >= 2
     assert "failed" in _cli(env, *args[:5], "--status").stdout  # cancelled, not done: its log is named
     rerun = _cli(env, *args).stdout
     assert "(resumes with --c)" in rerun
@@ -243,7 +241,7 @@ def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
     new_id = json.loads((folder / "study.json").read_text())["jobs"][
         "M2SNetTrainer_smokeKill__nnUNetPlans__2d/fold_0"]["job_id"]
     resumed = (folder / "logs" / new_id / f"{new_id}_0_log.out").read_text()
-    assert new_id != job_id and " --c" in resumed and "Epoch 0\n" not in resumed
+    assert new_id != job_id and " --c" in resumed and "Epoch 0\n" not in resumed and f"Epoch {latest}\n" in resumed
     if cut_mid_write:  # SIGTERM reached the job before its write ended: the resumed run removes what it left
         assert "Removed .checkpoint_latest.pth.partial" in resumed
     assert not writing.exists()
