@@ -66,7 +66,7 @@ def partial_name(filename: str | os.PathLike) -> Path:
 
 def remove_partial_files(folder: str | os.PathLike) -> list[Path]:
     """Delete what a killed ``save_then_rename`` left in ``folder``: never a usable checkpoint."""
-    stale = sorted(Path(folder).glob(".checkpoint_*.pth.partial"))
+    stale = sorted(Path(folder).glob(partial_name("checkpoint_*.pth").name))
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

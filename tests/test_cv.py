@@ -17,6 +17,7 @@ import torch
 from nnunet_runner import make_env, run, write_two_fold_split
 from slurm_cluster import SlurmCluster, slurm_installed
 
+from m2s_nnunet.checkpoint_files import partial_name
 from m2s_nnunet.cv.grid import StudyError, TrainingTask, default_configurations, study_grid
 from m2s_nnunet.cv.jobs import FinalJob, TrainJob
 from m2s_nnunet.cv.study import ACTIVE, Study, format_status, queue_states, status
@@ -227,7 +228,7 @@ def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
     # cancel while checkpoint_latest.pth is written (a CI run once hit that window by chance: nnU-Net's in-place
     # write left a cut-off file, and every resume failed on it)
     fold = tmp_path / "results" / tiny["name"] / "M2SNetTrainer_smokeKill__nnUNetPlans__2d" / "fold_0"
-    writing = fold / ".checkpoint_latest.pth.partial"
+    writing = partial_name(fold / "checkpoint_latest.pth")
     _wait(writing.is_file, 300, "the job to write checkpoint_latest.pth", poll=0.005)
     subprocess.run(["scancel", job_id], check=True)
     _wait(lambda: queue_states([job_id]).get(job_id) not in ACTIVE, 60, "the cancelled job to end")
@@ -243,5 +244,5 @@ def test_scancel_mid_run_then_rerun_resumes_the_fold(tiny, slurm, tmp_path):
     resumed = (folder / "logs" / new_id / f"{new_id}_0_log.out").read_text()
     assert new_id != job_id and " --c" in resumed and "Epoch 0\n" not in resumed and f"Epoch {latest}\n" in resumed
     if cut_mid_write:  # SIGTERM reached the job before its write ended: the resumed run removes what it left
-        assert "Removed .checkpoint_latest.pth.partial" in resumed
+        assert f"Removed {writing.name}" in resumed
     assert not writing.exists()
