@@ -65,7 +65,7 @@ TRAINER_DIR = BENCH / "trainers"
 HELDOUT = BENCH / "heldout"
 SHARED = REPO.parent / "shared" / "data"
 RECORDED_SWITCHES = ("M2S_NNUNET_CPU_BF16", "M2S_NNUNET_CPU_ONEDNN", "M2S_NNUNET_LOSSNET_BF16",
-                     "M2S_NNUNET_PREDICT_BF16")
+                     "M2S_NNUNET_PREDICT_BF16", "TORCHINDUCTOR_FREEZING")
 PLANS = {"default": ("nnUNetPlans", "BenchPlans"), "resencm": ("nnUNetResEncUNetMPlans", "BenchResEncMPlans")}
 
 

@@ -20,7 +20,10 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
   Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet (2D), M2SNet on the plans encoder,
   and on CPU the same M2SNet as 0.9.0 predicted: with PyTorch's own kernel choice (its oneDNN inference
   convolutions off), and with a filter pass per subtraction-unit input; with ``--eager-and-compiled`` every
-  network also compiled, in the same process (what ``nnUNet_compile=t`` gives each);
+  network also compiled, in the same process (what ``nnUNet_compile=t`` gives each), and with ``--freezing``
+  compiled with inductor's freezing (weights folded into the program as constants, as
+  ``TORCHINDUCTOR_FREEZING=1`` does); the first call of each network is reported beside the median, since it
+  holds the compile time;
 * with ``--plans``, a dataset's own plans (e.g. a preprocessed folder's ``nnUNetPlans.json``): the U-Net
   against each trainer of ``--trainers`` at ``--configuration`` and ``--batch``.
 
@@ -53,6 +56,7 @@ from benchlib import (
     median,
     pick_device,
     time_interleaved,
+    time_once,
     write_report,
 )
 from profile_step import ops_header, profile_calls, profile_steps
@@ -258,9 +262,10 @@ def filter_each_input_separately(net: nn.Module) -> None:
 
 def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, warmup: int,
                     repeats: int, compile_: bool = False, profile: bool = False
-                    ) -> tuple[dict[str, float], dict[str, list[list[object]]]]:
-    """Seconds per image of one patch in nnU-Net's predictor (sliding window, Gaussian, all mirror axes), and with
-    ``profile`` the top ops of one such call per network (else an empty dict).
+                    ) -> tuple[dict[str, float], dict[str, float], dict[str, list[list[object]]]]:
+    """Seconds per image of one patch in nnU-Net's predictor (sliding window, Gaussian, all mirror axes), the
+    seconds of each network's first call (which compiles a compiled network), and with ``profile`` the top ops of
+    one such call per network (else an empty dict).
 
     ``compile_``: the network compiled as the predictor compiles it under ``nnUNet_compile=t``."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -290,10 +295,11 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
         predictor.manual_initialization(net, s.plans_manager, s.config, None, s.dataset_json, "bench",
                                         tuple(range(len(s.patch))))
         fns[label] = partial(predictor.predict_sliding_window_return_logits, image)
-    samples = time_interleaved(fns, device, warmup, repeats)
+    first_calls = {label: time_once(fn, device) for label, fn in fns.items()}  # a compiled network compiles here
+    samples = time_interleaved(fns, device, max(0, warmup - 1), repeats)
     cuda = device.type == "cuda"
     profiles = {label: profile_calls(fn, 1, 8, cuda)[1] for label, fn in fns.items()} if profile else {}
-    return {label: median(v) for label, v in samples.items()}, profiles
+    return {label: median(v) for label, v in samples.items()}, first_calls, profiles
 
 
 def compiled_predictor_rows(where: str, times: dict[str, float]) -> list[list[object]]:
@@ -333,6 +339,10 @@ def plan(work: Path, case: PlansCase, device: torch.device) -> Setup:
 
 def run(args: argparse.Namespace) -> tuple[str, dict]:
     device = pick_device(args.device)
+    if args.freezing:  # every torch.compile of this process; the recorded args say so
+        import torch._inductor.config
+
+        torch._inductor.config.freezing = True
     torch.manual_seed(0)
     w, r = args.warmup, args.repeats
     # before measuring: the code that is timed is the code recorded (commit, uncommitted changes, versions)
@@ -401,10 +411,11 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             bf16 = device.type == "cpu" and cpu_computes_bf16()  # on CUDA the predictor runs fp16 autocast
             data["predictor_repeats"] = max(r, 5)  # single calls are short and noisy: at least 5
             networks = predictor_networks(bf16, len(s.patch), args.compile, args.eager_and_compiled)
-            times, profiles = predictor_times(s, networks, device, w, data["predictor_repeats"], args.compile,
-                                              args.profile)
+            times, first_calls, profiles = predictor_times(s, networks, device, w, data["predictor_repeats"],
+                                                           args.compile, args.profile)
             name = "predictor_128" if key == "predictor" else "predictor_3d_hippo"
             data[name] = times
+            data[f"{name}_first_call"] = first_calls
             if profiles:
                 data[f"{name}_profile"] = profiles
             where = f"inference {'x'.join(map(str, s.patch))} with TTA in nnU-Net's predictor"
@@ -454,6 +465,7 @@ def render(data: dict) -> str:
         f"- device: {data['device']}; {'fp16 autocast' if cuda else 'fp32 (bf16 where a row says so)'}"
         f"{'; torch.compile' if args['compile'] else ''}"
         f"{'; predictor networks eager and compiled' if args.get('eager_and_compiled') else ''}"
+        f"{' (inductor freezing: weights folded into the compiled program)' if args.get('freezing') else ''}"
         f"{'; channels_last' if args['channels_last'] else ''}; "
         f"warm-up {w}, median of {r} interleaved repeats"
         f"{f' ({predictor_r} for the predictor rows)' if predictor_r != r else ''}; random data",
@@ -477,6 +489,9 @@ def render(data: dict) -> str:
         if key in data:
             md.append(f"- {key}, s per image of one patch with TTA: "
                       + ", ".join(f"{k} {v:.3f}" for k, v in data[key].items()))
+        if f"{key}_first_call" in data:  # files before 2026-12-06 did not record it
+            md.append(f"- {key}, s of the first call (compiling, for a compiled network): "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in data[f"{key}_first_call"].items()))
     for key in ("predictor_128", "predictor_3d_hippo"):
         for label, ops in data.get(f"{key}_profile", {}).items():
             md += ["", f"### Profile: {key}, {label} (one image with TTA, top ops by self CPU time)", "",
@@ -506,6 +521,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eager-and-compiled", action="store_true",
                    help="predictor rows: every network eager and compiled, timed in one process (the compile "
                         "speed-up of each, and the ratios with both compiled)")
+    p.add_argument("--freezing", action="store_true",
+                   help="compile with inductor's freezing (weights become constants of the program; CPU inference "
+                        "only); with --eager-and-compiled or --compile")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for networks and inputs")
     p.add_argument("--profile", action="store_true",
                    help="also list the top ops (torch.profiler) of each training step and predictor call")
@@ -517,6 +535,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.cases = [] if args.plans is not None else [*CASES, "predictor", "predictor_3d"]
     if args.plans is not None and not args.plans.is_file():
         p.error(f"--plans {args.plans}: no such file (an nnUNetPlans.json of nnUNet_preprocessed/DatasetXXX)")
+    if args.freezing and not (args.compile or args.eager_and_compiled):
+        p.error("--freezing changes how networks compile: give it with --compile or --eager-and-compiled")
     if args.quick:
         args.warmup, args.repeats, args.matmul_n = 0, 1, 512
     return args

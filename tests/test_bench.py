@@ -85,6 +85,10 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
         assert "M2SNet on the plans encoder, bf16 prediction / U-Net in bf16" in out
     assert set(data["predictor_128"]) == expected
     assert set(data["predictor_3d_hippo"]) == expected - {"Res2Net-50 M2SNet"}  # a 2D encoder
+    # the first call of each network, apart from the median: it holds the compile time of a compiled one
+    assert set(data["predictor_128_first_call"]) == expected
+    assert all(t > 0 for t in data["predictor_128_first_call"].values())
+    assert "predictor_3d_hippo, s of the first call" in out
     assert "inference 128x128 with TTA in nnU-Net's predictor: Res2Net-50 M2SNet / U-Net" in out
     # --profile: the top ops of one predictor call per network, kept in the file and in the report
     assert set(data["predictor_3d_hippo_profile"]) == set(data["predictor_3d_hippo"])
@@ -106,6 +110,16 @@ def test_compiled_predictor_rows_leave_out_the_kernel_switch(monkeypatch):
 
     eager, compiled = speed_table.predictor_networks(True, 3), speed_table.predictor_networks(True, 3, compiled=True)
     assert set(eager) - set(compiled) == {speed_table.TORCH_KERNELS_LABEL, speed_table.PASS_PER_INPUT_LABEL}
+
+
+def test_freezing_needs_a_compiled_run(monkeypatch):
+    """--freezing changes how networks compile, so alone it would time nothing different: refused, with the fix."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import speed_table
+
+    with pytest.raises(SystemExit):
+        speed_table.parse_args(["--cases", "predictor", "--freezing"])
+    assert speed_table.parse_args(["--cases", "predictor", "--eager-and-compiled", "--freezing"]).freezing
 
 
 def test_eager_and_compiled_predictor_rows(monkeypatch):

@@ -23,6 +23,7 @@ from m2s_nnunet.network.decoder import (
 )
 from m2s_nnunet.network.encoder import DEFAULT_ENCODER, TimmEncoder
 from m2s_nnunet.network.encoder_protocol import EncoderFeatures, M2SEncoder
+from m2s_nnunet.network.frozen_weights import refuse_new_weights_if_frozen
 from m2s_nnunet.network.onednn_conv import onednn_inference
 
 
@@ -118,7 +119,10 @@ class M2SNet(nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """PyTorch's, except for a checkpoint of another layout: a network built for a model that records no
         settings (m2s-nnunet <= 0.6; ``layout_resolver`` set by the trainer) becomes the network the checkpoint's
-        layout says; any other gets an error that names the settings that differ."""
+        layout says; any other gets an error that names the settings that differ. Once it holds weights, other
+        values are refused where nnU-Net's predictor compiles it with inductor's freezing (``frozen_weights``)."""
+        if getattr(self, "holds_loaded_weights", False):
+            refuse_new_weights_if_frozen(self, state_dict)
         if strict:
             from m2s_nnunet.network.layout import (
                 LayoutError,
@@ -144,7 +148,9 @@ class M2SNet(nn.Module):
                 raise LayoutError(f"this checkpoint does not fit the network built for it: {named}{difference}",
                                   fix="build the network the model records (the plans.json of its model folder), "
                                       "or use the trainer it was trained with")
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.holds_loaded_weights = True
+        return result
 
     def _become(self, other: M2SNet) -> None:
         """Take over ``other``'s modules and attributes in place (the predictor holds a reference to ``self``)."""
