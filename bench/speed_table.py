@@ -340,9 +340,9 @@ def plan(work: Path, case: PlansCase, device: torch.device) -> Setup:
 def run(args: argparse.Namespace) -> tuple[str, dict]:
     device = pick_device(args.device)
     if args.freezing:  # every torch.compile of this process; the recorded args say so
-        import torch._inductor.config
+        import torch._inductor.config as inductor_config  # "import torch._inductor..." would make torch local
 
-        torch._inductor.config.freezing = True
+        inductor_config.freezing = True
     torch.manual_seed(0)
     w, r = args.warmup, args.repeats
     # before measuring: the code that is timed is the code recorded (commit, uncommitted changes, versions)

@@ -50,9 +50,17 @@ def same_weights(network: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> 
                for k, v in state_dict.items())
 
 
-def refuse_new_weights_if_frozen(network: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Stop before a network that already holds weights takes other values while the predictor freezes them."""
-    if not predictor_freezes() or same_weights(network, state_dict):
+def same_tensors(state_dict: Mapping[str, torch.Tensor], last: Mapping[str, torch.Tensor] | None) -> bool:
+    """Whether ``state_dict`` holds the very tensor objects of ``last``: nnU-Net's predictor keeps each fold's
+    state dict and loads it again before every case, so one fold costs no element-wise comparison."""
+    return last is not None and state_dict.keys() == last.keys() and all(v is last[k] for k, v in state_dict.items())
+
+
+def refuse_new_weights_if_frozen(network: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                                 last: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Stop before a network that already holds weights takes other values while the predictor freezes them.
+    ``last``: the state dict loaded before, if kept (``remember_if_frozen``)."""
+    if not predictor_freezes() or same_tensors(state_dict, last) or same_weights(network, state_dict):
         return
     raise FrozenWeightsError(
         f"{FREEZING_ENV}=1 with nnUNet_compile=t folds the first weights into the compiled program, and nnU-Net "
@@ -60,3 +68,9 @@ def refuse_new_weights_if_frozen(network: nn.Module, state_dict: Mapping[str, to
         "not use them",
         fix=f"predict one fold per nnUNetv2_predict run (-f 0, -f 1, ... with --save_probabilities, then "
             f"nnUNetv2_ensemble), or unset {FREEZING_ENV} (or nnUNet_compile) to ensemble the folds in one run")
+
+
+def remember_if_frozen(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """What ``refuse_new_weights_if_frozen`` gets as ``last`` next time: the loaded tensors (references, no copy)
+    where the predictor freezes, else nothing, so that no other load keeps a checkpoint's tensors alive."""
+    return dict(state_dict) if predictor_freezes() else None

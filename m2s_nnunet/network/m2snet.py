@@ -23,7 +23,7 @@ from m2s_nnunet.network.decoder import (
 )
 from m2s_nnunet.network.encoder import DEFAULT_ENCODER, TimmEncoder
 from m2s_nnunet.network.encoder_protocol import EncoderFeatures, M2SEncoder
-from m2s_nnunet.network.frozen_weights import refuse_new_weights_if_frozen
+from m2s_nnunet.network.frozen_weights import refuse_new_weights_if_frozen, remember_if_frozen
 from m2s_nnunet.network.onednn_conv import onednn_inference
 
 
@@ -122,7 +122,7 @@ class M2SNet(nn.Module):
         layout says; any other gets an error that names the settings that differ. Once it holds weights, other
         values are refused where nnU-Net's predictor compiles it with inductor's freezing (``frozen_weights``)."""
         if getattr(self, "holds_loaded_weights", False):
-            refuse_new_weights_if_frozen(self, state_dict)
+            refuse_new_weights_if_frozen(self, state_dict, getattr(self, "loaded_state_dict", None))
         if strict:
             from m2s_nnunet.network.layout import (
                 LayoutError,
@@ -150,6 +150,7 @@ class M2SNet(nn.Module):
                                       "or use the trainer it was trained with")
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self.holds_loaded_weights = True
+        self.loaded_state_dict = remember_if_frozen(state_dict)
         return result
 
     def _become(self, other: M2SNet) -> None:

@@ -41,6 +41,23 @@ def test_a_second_fold_is_refused_where_the_predictor_freezes(predictor_freezes)
     assert same_weights(net, first)  # refused before anything was copied
 
 
+def test_one_fold_loaded_before_every_case_is_not_compared_element_by_element(predictor_freezes, monkeypatch):
+    """nnU-Net's predictor loads the same state dict object before each case: recognised by identity, so a large
+    model does not pay a comparison of every weight per case; a copy with the same values is compared and passes."""
+    import m2s_nnunet.network.frozen_weights as frozen_weights
+
+    net, first, _ = _net_and_other_weights()
+    net.load_state_dict(first)
+    compared = []
+    real = frozen_weights.same_weights
+    monkeypatch.setattr(frozen_weights, "same_weights", lambda *a: compared.append(1) or real(*a))
+    for _case in range(3):
+        net.load_state_dict(first)
+    assert compared == []
+    net.load_state_dict({k: v.clone() for k, v in first.items()})
+    assert compared == [1]
+
+
 @pytest.mark.parametrize("compile_flag, freezing", [("f", True), ("t", False), (None, True)])
 def test_other_weights_load_where_nothing_freezes(monkeypatch, compile_flag, freezing):
     if compile_flag is None:
