@@ -50,16 +50,16 @@ def same_weights(network: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> 
                for k, v in state_dict.items())
 
 
-def same_tensors(state_dict: Mapping[str, torch.Tensor], last: Mapping[str, torch.Tensor] | None) -> bool:
+def same_tensors(state_dict: Mapping[str, torch.Tensor], last: Mapping[str, torch.Tensor]) -> bool:
     """Whether ``state_dict`` holds the very tensor objects of ``last``: nnU-Net's predictor keeps each fold's
     state dict and loads it again before every case, so one fold costs no element-wise comparison."""
-    return last is not None and state_dict.keys() == last.keys() and all(v is last[k] for k, v in state_dict.items())
+    return state_dict.keys() == last.keys() and all(v is last[k] for k, v in state_dict.items())
 
 
 def refuse_new_weights_if_frozen(network: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                                 last: Mapping[str, torch.Tensor] | None = None) -> None:
+                                 last: Mapping[str, torch.Tensor]) -> None:
     """Stop before a network that already holds weights takes other values while the predictor freezes them.
-    ``last``: the state dict loaded before, if kept (``remember_if_frozen``)."""
+    ``last``: the state dict loaded before (``remember_if_frozen``)."""
     if not predictor_freezes() or same_tensors(state_dict, last) or same_weights(network, state_dict):
         return
     raise FrozenWeightsError(

@@ -121,8 +121,9 @@ class M2SNet(nn.Module):
         settings (m2s-nnunet <= 0.6; ``layout_resolver`` set by the trainer) becomes the network the checkpoint's
         layout says; any other gets an error that names the settings that differ. Once it holds weights, other
         values are refused where nnU-Net's predictor compiles it with inductor's freezing (``frozen_weights``)."""
-        if getattr(self, "holds_loaded_weights", False):
-            refuse_new_weights_if_frozen(self, state_dict, getattr(self, "loaded_state_dict", None))
+        last = getattr(self, "loaded_state_dict", None)  # kept only where the predictor freezes
+        if last is not None:
+            refuse_new_weights_if_frozen(self, state_dict, last)
         if strict:
             from m2s_nnunet.network.layout import (
                 LayoutError,
@@ -149,7 +150,6 @@ class M2SNet(nn.Module):
                                   fix="build the network the model records (the plans.json of its model folder), "
                                       "or use the trainer it was trained with")
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self.holds_loaded_weights = True
         self.loaded_state_dict = remember_if_frozen(state_dict)
         return result
 
