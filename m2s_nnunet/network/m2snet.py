@@ -25,6 +25,7 @@ from m2s_nnunet.network.encoder import DEFAULT_ENCODER, TimmEncoder
 from m2s_nnunet.network.encoder_protocol import EncoderFeatures, M2SEncoder
 from m2s_nnunet.network.frozen_weights import refuse_new_weights_if_frozen, remember_if_frozen
 from m2s_nnunet.network.onednn_conv import onednn_inference
+from m2s_nnunet.network.thin_conv3d import thin_conv3d_in_float32
 
 
 class M2SNet(nn.Module):
@@ -196,12 +197,13 @@ class M2SNet(nn.Module):
                              f"{tuple(x.shape)} (nnU-Net's plans patches always are)")
         bf16 = ((self.cpu_bf16 or (self.cpu_bf16_eval and not self.training)) and x.device.type == "cpu"
                 and not torch.is_autocast_enabled("cpu"))
-        # nullcontext, not autocast(enabled=False), which would switch off an autocast the caller has on; bf16
-        # convolutions already run in oneDNN, fp32 3D ones of batch 1 need onednn_inference to get there
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else onednn_inference(x, self.cpu_onednn):
-            out = self._forward(x)
+        # an autocast the caller has on is left as it is; fp32 3D convolutions of batch 1 need onednn_inference to
+        # run in oneDNN (bf16 ones already do), and bf16 3D training needs its thin convolutions in fp32
         if not bf16:
-            return out
+            with onednn_inference(x, self.cpu_onednn):
+                return self._forward(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16), thin_conv3d_in_float32(x):
+            out = self._forward(x)
         return out.float() if isinstance(out, torch.Tensor) else [o.float() for o in out]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
