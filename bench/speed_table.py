@@ -117,6 +117,8 @@ PAPER_NO_LOSSNET = register_trainer("SpeedTable_M2SNet_paper_noLossNet", recipe=
 DEFAULT_3D = "M2SNetTrainer"  # 3D: the from-scratch recipe + 0.1 LossNet on slices
 # the recipe with the full-resolution pyramid of 4-stage plans (the recipe's mapping until 0.5.0)
 LAST4_3D = register_trainer("SpeedTable_M2SNet_last4", level_mapping="last4")
+# the recipe trained under CPU bf16 autocast (its cpu_bf16 setting): timed where the CPU computes bf16 natively
+BF16_3D = register_trainer("SpeedTable_M2SNet_cpu_bf16", cpu_bf16=True)
 
 
 def activation_bytes(case: TrainCase) -> int:
@@ -380,16 +382,20 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                              unet / t[f"tr_{PAPER}_upsampled"]["step_s"], None])
         for key in [k for k in ("3d_ct", "3d_hippo") if k in args.cases]:
             trainers = [DEFAULT_3D, LAST4_3D] if key == "3d_hippo" else [DEFAULT_3D]
+            if key == "3d_hippo" and device.type == "cpu" and cpu_computes_bf16():
+                trainers.append(BF16_3D)
             s = setup(key)
             t = time_steps(train_cases(s, trainers, compile_=args.compile, channels_last=args.channels_last),
                            device, w, r, args.compile, args.profile)
             data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
             label = f"3D {'x'.join(map(str, s.patch))}, batch {s.batch}"
             for trainer in trainers:
-                what = ("M2SNetTrainer with level_mapping 'last4'" if trainer == LAST4_3D
-                        else "M2SNetTrainer (recipe + LossNet)")
+                what = {LAST4_3D: "M2SNetTrainer with level_mapping 'last4' / U-Net",
+                        # nnU-Net's U-Net has no bf16 on CPU: its default, fp32, is what users compare with
+                        BF16_3D: "M2SNetTrainer in bf16 (cpu_bf16) / U-Net in fp32",
+                        }.get(trainer, "M2SNetTrainer (recipe + LossNet) / U-Net")
                 m = t[f"tr_{trainer}"]
-                rows.append([f"{label}: {what} / U-Net", t["unet"]["step_s"] / m["step_s"],
+                rows.append([f"{label}: {what}", t["unet"]["step_s"] / m["step_s"],
                              _activation_ratio(t, f"tr_{trainer}")])
         if args.plans is not None:
             forget_compiled_graphs()

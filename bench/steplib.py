@@ -32,6 +32,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
+from m2s_nnunet.cpu_bf16 import network_uses_cpu_bf16
 from m2s_nnunet.losses import LossNet, StructureLoss
 from m2s_nnunet.nnunet_env import run_nnunet, work_env
 from m2s_nnunet.settings import M2SNetSettings
@@ -174,6 +175,8 @@ def build_network(spec: Spec, s: Setup) -> nn.Module:
     cls = nnUNetTrainer if spec.is_unet else trainer_class(spec.trainer)
     net = cls.build_network_architecture(s.plans_manager, s.config, s.num_inputs, s.num_outputs,
                                          enable_deep_supervision=True)
+    if not spec.is_unet:  # bf16 as a training run sets it (plans without a trainer's record build fp32)
+        net.cpu_bf16 = net.cpu_bf16_eval = network_uses_cpu_bf16(trainer_settings(spec, s).cpu_bf16)
     return net.to(s.device)
 
 

@@ -70,7 +70,13 @@ def test_speed_table_hippocampus_and_predictor_rows(tmp_path):
     assert "3D 40x56x40, batch 2: M2SNetTrainer with level_mapping 'last4' / U-Net" in out
     data = json.loads((tmp_path / "s.json").read_text())
     steps = data["3d_hippo"]["steps"]
-    assert set(steps) == {"unet", "tr_M2SNetTrainer", "tr_SpeedTable_M2SNet_last4"}
+    bf16 = {"tr_SpeedTable_M2SNet_cpu_bf16"} if cpu_computes_bf16() else set()  # cpu_bf16 where the CPU has it
+    assert set(steps) == {"unet", "tr_M2SNetTrainer", "tr_SpeedTable_M2SNet_last4"} | bf16
+    if bf16:
+        assert "3D 40x56x40, batch 2: M2SNetTrainer in bf16 (cpu_bf16) / U-Net in fp32" in out
+        # the network really ran in bf16: it saved fewer bytes (norms, LossNet and the loss keep fp32: 0.80x here)
+        bf16_mib = steps["tr_SpeedTable_M2SNet_cpu_bf16"]["activation_mib"]
+        assert bf16_mib < 0.9 * steps["tr_M2SNetTrainer"]["activation_mib"]
     # the recipe's deeper mapping keeps the pyramid off the full resolution: far fewer saved activations
     assert steps["tr_M2SNetTrainer"]["activation_mib"] < 0.5 * steps["tr_SpeedTable_M2SNet_last4"]["activation_mib"]
     assert all(m["step_s"] > 0 and m["flops_per_step"] > 0 for m in steps.values())
