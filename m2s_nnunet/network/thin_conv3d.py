@@ -16,8 +16,6 @@ import contextlib
 import torch
 from torch.overrides import TorchFunctionMode
 
-_CONVOLUTIONS = (torch.conv3d, torch.nn.functional.conv3d)
-
 
 def thinner_than_kernel(input: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether a 3D input is thinner than the kernel along any axis (depth is the measured case; the other axes,
@@ -31,7 +29,7 @@ class ThinConv3dInFloat32(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _CONVOLUTIONS:
+        if func is torch.conv3d:  # also what torch.nn.functional.conv3d and nn.Conv3d call
             input, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
             if (input.dim() == 5 and weight.requires_grad and torch.is_grad_enabled()
                     and thinner_than_kernel(input, weight)):
