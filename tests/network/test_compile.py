@@ -64,6 +64,24 @@ def test_inductor_prediction_equals_eager():
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
+
+def test_inductor_training_step_equals_eager_3d():
+    """A 3D training step compiled by inductor (the C++ kernels of forward and backward) against eager. About
+    2-3 minutes of compiling on 2 cores; it did not finish in 20 minutes before the fixed filters' compiled
+    training path (test above)."""
+    net, x = _net("3d_fullres")
+    results = []
+    for model in (net, torch.compile(net)):
+        net.zero_grad()
+        out = model.train()(x)
+        (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), torch.cat([p.grad.flatten() for p in net.parameters()])))
+    (eager_out, eager_grad), (compiled_out, compiled_grad) = results
+    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-4, atol=1e-4)
+    # all gradients as one vector: element by element, the encoder's convolution biases before InstanceNorm have
+    # gradients that are zero in exact arithmetic, so rounding noise only (1.7e-3 measured, eager order apart)
+    assert ((compiled_grad - eager_grad).norm() / eager_grad.norm()).item() < 1e-2
+
 class _TwoUnitsSharingAMap(torch.nn.Module):
     """Two subtraction units that share a bf16 map, as neighbouring units of the pyramid do under bf16 autocast:
     the map's channel sum then feeds two buffers."""
@@ -114,3 +132,66 @@ def test_the_trainer_compiles_where_nnunet_compiles(monkeypatch, device, flag, e
     reference.device, reference.print_to_log_file = trainer.device, trainer.print_to_log_file
     assert trainer._do_i_compile() is expected
     assert reference._do_i_compile() is expected
+
+
+def _graph_ops(fn, *args) -> set[str]:
+    """The names of the functions in the graph dynamo hands to its backend for ``fn(*args)``."""
+    names: set[str] = set()
+
+    def backend(gm, example_inputs):
+        names.update(getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch.compile(fn, backend=backend)(*args)
+    return names
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_compiled_training_filters_by_convolution_and_prediction_by_pooling(dim):
+    """A compiled training step computes the fixed filters' box sums with a convolution: inductor took minutes to
+    generate CPU code for a 3D average pool's backward (over 20 minutes for a whole 3D training step). Prediction
+    and eager code keep the pooling."""
+    from m2s_nnunet.network.blocks import FixedAllOnesFilter
+
+    box = FixedAllOnesFilter(8, 5, dim=dim, norm="instance")
+    x = torch.randn(2, 8, *[9] * dim, requires_grad=True)
+    pool, conv = f"avg_pool{dim}d", f"conv{dim}d"
+    training = _graph_ops(box.train(), x)
+    assert conv in training and pool not in training, training
+    dynamo.reset()
+    with torch.no_grad():
+        predicting = _graph_ops(box.eval(), x)
+    assert pool in predicting and conv not in predicting, predicting
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16_autocast"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_inductor_training_of_the_fixed_filters_equals_eager(dim, bf16):
+    """Outputs (and their dtype), input gradients and norm gradients of the compiled filters against eager pooling,
+    in float32 and under CPU bf16 autocast (which runs a 3D pool in float32 and a 2D one in bf16)."""
+    from m2s_nnunet.network.blocks import MultiScaleFilters
+
+    torch.manual_seed(0)
+    filters = MultiScaleFilters(8, dim=dim, norm="instance")
+    x = torch.randn(2, 8, *[11] * dim)
+
+    def step(model):
+        filters.zero_grad()
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outs = model(inp)
+        sum((o.float() * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        return outs, [inp.grad] + [p.grad.clone() for p in filters.parameters()]
+
+    class Both(torch.nn.Module):  # the pair of responses, as the subtraction units ask for it
+        def forward(self, inp):
+            return filters.responses(inp)
+
+    eager_outs, eager_grads = step(Both())
+    compiled_outs, compiled_grads = step(torch.compile(Both()))
+    tol = {"rtol": 2e-2, "atol": 2e-2} if bf16 else {"rtol": 1e-4, "atol": 1e-4}
+    for a, b in zip(eager_outs, compiled_outs):
+        assert b.dtype == a.dtype
+        torch.testing.assert_close(b.float(), a.float(), **tol)
+    for a, b in zip(eager_grads, compiled_grads):
+        torch.testing.assert_close(b, a, **tol)
