@@ -14,7 +14,8 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
   Hippocampus (1 mm, 36x50x35: patch 40x56x40, 4 stages), batch 2: ``M2SNetTrainer`` in 3D (the from-scratch
   recipe + 0.1 LossNet on slices; with 4-stage plans its ``level_mapping: "deeper"`` keeps X2 below the
   full resolution) and, for Hippocampus, the same with ``"last4"`` (X2 on the full-resolution stage,
-  the recipe's mapping until 0.5.0);
+  the recipe's mapping until 0.5.0), and where the CPU computes bf16 natively the recipe with ``cpu_bf16``; with
+  ``--eager-and-compiled`` every network of these rows also compiled (inductor), timed in the same process;
 * inference at 128x128 and on the Hippocampus 3D patch (``--cases predictor predictor_3d``) inside nnU-Net's
   predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
   Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet (2D), M2SNet on the plans encoder,
@@ -165,14 +166,17 @@ def train_cases(s: Setup, trainers: list[str], lossnet_factory=None, compile_: b
 
 def time_steps(cases: dict[str, TrainCase], device: torch.device, warmup: int, repeats: int,
                compiled: bool = False, profile: bool = False) -> dict[str, dict]:
-    """Step times (interleaved), FLOPs per step and saved activations (not measured for compiled networks)."""
-    samples = time_interleaved({k: c.step for k, c in cases.items()}, device, warmup, repeats)
+    """Step times (interleaved), the first step's time (which compiles a compiled network), FLOPs per step and
+    saved activations (not measured for compiled networks: ``compiled``, or a key with ``COMPILED_SUFFIX``)."""
+    first = {k: time_once(c.step, device) for k, c in cases.items()} if warmup > 0 else {}
+    samples = time_interleaved({k: c.step for k, c in cases.items()}, device, max(0, warmup - 1), repeats)
     out = {}
     for key, case in cases.items():
         t = median(samples[key])
-        out[key] = {"step_s": t, "samples_s": samples[key], "flops_per_step": count_flops(case.step),
-                    "params_m": count_parameters(case.net)["total"] / 1e6,
-                    "activation_mib": None if compiled else activation_bytes(case) / 2**20}
+        is_compiled = compiled or key.endswith(COMPILED_SUFFIX)
+        out[key] = {"step_s": t, "samples_s": samples[key], "first_step_s": first.get(key),
+                    "flops_per_step": count_flops(case.step), "params_m": count_parameters(case.net)["total"] / 1e6,
+                    "activation_mib": None if is_compiled else activation_bytes(case) / 2**20}
         out[key]["gflops_per_s"] = out[key]["flops_per_step"] / t / 1e9
         if profile:
             out[key]["profile"] = profile_steps(case, steps=1, top=8)[1]
@@ -304,6 +308,35 @@ def predictor_times(s: Setup, trainers: dict[str, str], device: torch.device, wa
     return {label: median(v) for label, v in samples.items()}, first_calls, profiles
 
 
+TRAINING_3D_LABELS = {LAST4_3D: "M2SNetTrainer with level_mapping 'last4'",
+                      # nnU-Net's U-Net has no bf16 on CPU: its default, fp32, is what users compare with
+                      BF16_3D: "M2SNetTrainer in bf16 (cpu_bf16)"}
+
+
+def training_3d_label(trainer: str) -> str:
+    return TRAINING_3D_LABELS.get(trainer, "M2SNetTrainer (recipe + LossNet)")
+
+
+def compiled_training_rows(label: str, steps: dict[str, dict], trainers: list[str]) -> list[list[object]]:
+    """``--eager-and-compiled``, 3D training: what compiling gives each network, each M2SNet compiled against the
+    U-Net compiled, and against the U-Net eager (nnU-Net compiles on CUDA by default, never on CPU)."""
+    t = {key: m["step_s"] for key, m in steps.items()}
+    rows: list[list[object]] = []
+    for key in [k for k in t if k.endswith(COMPILED_SUFFIX)]:
+        eager = key.removesuffix(COMPILED_SUFFIX)
+        name = "U-Net" if eager == "unet" else training_3d_label(eager.removeprefix("tr_"))
+        rows.append([f"{label}: {name}, compiled / eager (the compile speed-up)", t[eager] / t[key], None])
+    unet = t.get(f"unet{COMPILED_SUFFIX}")
+    for trainer in trainers:
+        m2s = t.get(f"tr_{trainer}{COMPILED_SUFFIX}")
+        if m2s is None:
+            continue
+        if unet is not None:
+            rows.append([f"{label}, both compiled: {training_3d_label(trainer)} / U-Net", unet / m2s, None])
+        rows.append([f"{label}: {training_3d_label(trainer)}, compiled / U-Net (eager)", t["unet"] / m2s, None])
+    return rows
+
+
 def compiled_predictor_rows(where: str, times: dict[str, float]) -> list[list[object]]:
     """``--eager-and-compiled``: what compiling gives each network, and the ratios with both networks compiled
     (nnU-Net's predictor compiles only under ``nnUNet_compile=t``; eager is what a user gets by default)."""
@@ -385,18 +418,19 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if key == "3d_hippo" and device.type == "cpu" and cpu_computes_bf16():
                 trainers.append(BF16_3D)
             s = setup(key)
-            t = time_steps(train_cases(s, trainers, compile_=args.compile, channels_last=args.channels_last),
-                           device, w, r, args.compile, args.profile)
+            cases = train_cases(s, trainers, compile_=args.compile, channels_last=args.channels_last)
+            if args.eager_and_compiled and not args.compile:  # the same networks compiled, timed interleaved
+                cases.update({f"{k}{COMPILED_SUFFIX}": c for k, c in train_cases(
+                    s, trainers, compile_=True, channels_last=args.channels_last).items()})
+            t = time_steps(cases, device, w, r, args.compile, args.profile)
             data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
             label = f"3D {'x'.join(map(str, s.patch))}, batch {s.batch}"
             for trainer in trainers:
-                what = {LAST4_3D: "M2SNetTrainer with level_mapping 'last4' / U-Net",
-                        # nnU-Net's U-Net has no bf16 on CPU: its default, fp32, is what users compare with
-                        BF16_3D: "M2SNetTrainer in bf16 (cpu_bf16) / U-Net in fp32",
-                        }.get(trainer, "M2SNetTrainer (recipe + LossNet) / U-Net")
+                what = training_3d_label(trainer) + (" / U-Net in fp32" if trainer == BF16_3D else " / U-Net")
                 m = t[f"tr_{trainer}"]
                 rows.append([f"{label}: {what}", t["unet"]["step_s"] / m["step_s"],
                              _activation_ratio(t, f"tr_{trainer}")])
+            rows += compiled_training_rows(label, t, trainers)
         if args.plans is not None:
             forget_compiled_graphs()
             s = load_setup(args.plans, args.dataset_json or args.plans.parent / "dataset.json", args.configuration,
@@ -491,6 +525,11 @@ def render(data: dict) -> str:
             if m.get("profile"):
                 md += ["", f"### Profile: {key}, {name.removeprefix('tr_')} (one step, top ops by self CPU time)",
                        "", markdown_table(ops_header(cuda), m["profile"])]
+    first_steps = {f"{key} {name.removeprefix('tr_')}": m["first_step_s"] for key in measured
+                   for name, m in data[key]["steps"].items() if name.endswith(COMPILED_SUFFIX)}
+    if first_steps:
+        md.append("- s of the first training step (compiling it): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in first_steps.items()))
     for key in ("predictor_128", "predictor_3d_hippo"):
         if key in data:
             md.append(f"- {key}, s per image of one patch with TTA: "
@@ -525,7 +564,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every network (activation memory is then not measured)")
     p.add_argument("--eager-and-compiled", action="store_true",
-                   help="predictor rows: every network eager and compiled, timed in one process (the compile "
+                   help="predictor and 3D training rows: every network eager and compiled, timed in one process "
+                        "(the compile "
                         "speed-up of each, and the ratios with both compiled)")
     p.add_argument("--freezing", action="store_true",
                    help="compile with inductor's freezing (weights become constants of the program; CPU inference "
