@@ -504,7 +504,7 @@ def render(data: dict) -> str:
         "",
         f"- device: {data['device']}; {'fp16 autocast' if cuda else 'fp32 (bf16 where a row says so)'}"
         f"{'; torch.compile' if args['compile'] else ''}"
-        f"{'; predictor networks eager and compiled' if args.get('eager_and_compiled') else ''}"
+        f"{'; networks eager and compiled' if args.get('eager_and_compiled') else ''}"
         f"{' (inductor freezing: weights folded into the compiled program)' if args.get('freezing') else ''}"
         f"{'; channels_last' if args['channels_last'] else ''}; "
         f"warm-up {w}, median of {r} interleaved repeats"
