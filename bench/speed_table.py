@@ -565,8 +565,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch.compile every network (activation memory is then not measured)")
     p.add_argument("--eager-and-compiled", action="store_true",
                    help="predictor and 3D training rows: every network eager and compiled, timed in one process "
-                        "(the compile "
-                        "speed-up of each, and the ratios with both compiled)")
+                        "(the compile speed-up of each, and the ratios with both compiled)")
     p.add_argument("--freezing", action="store_true",
                    help="compile with inductor's freezing (weights become constants of the program; CPU inference "
                         "only); with --eager-and-compiled or --compile")
