@@ -721,12 +721,11 @@ def test_compiled_3d_training_rows(monkeypatch):
     c = speed_table.COMPILED_SUFFIX
     steps = {k: {"step_s": v} for k, v in {"unet": 1.0, f"tr_{tr}": 2.0, f"tr_{bf16}": 1.5, f"unet{c}": 0.8,
                                             f"tr_{tr}{c}": 1.6, f"tr_{bf16}{c}": 1.0}.items()}
-    rows = {label.split(": ", 1)[-1] if ", both" not in label else label.split(", ", 1)[1]: r
-            for label, r, _ in speed_table.compiled_training_rows("3D", steps, [tr, bf16])}
-    assert rows["U-Net, compiled / eager (the compile speed-up)"] == pytest.approx(1.25)
-    assert rows["M2SNetTrainer (recipe + LossNet), compiled / eager (the compile speed-up)"] == pytest.approx(1.25)
-    assert rows["M2SNetTrainer in bf16 (cpu_bf16), compiled / eager (the compile speed-up)"] == pytest.approx(1.5)
-    assert rows["both compiled: M2SNetTrainer (recipe + LossNet) / U-Net"] == pytest.approx(0.5)
-    assert rows["M2SNetTrainer in bf16 (cpu_bf16), compiled / U-Net (eager)"] == pytest.approx(1.0)
+    rows = {label: r for label, r, _ in speed_table.compiled_training_rows("3D", steps, [tr, bf16])}
+    assert rows["3D: U-Net, compiled / eager (the compile speed-up)"] == pytest.approx(1.25)
+    assert rows["3D: M2SNetTrainer (recipe + LossNet), compiled / eager (the compile speed-up)"] == pytest.approx(1.25)
+    assert rows["3D: M2SNetTrainer in bf16 (cpu_bf16), compiled / eager (the compile speed-up)"] == pytest.approx(1.5)
+    assert rows["3D, both compiled: M2SNetTrainer (recipe + LossNet) / U-Net"] == pytest.approx(0.5)
+    assert rows["3D: M2SNetTrainer in bf16 (cpu_bf16), compiled / U-Net (eager)"] == pytest.approx(1.0)
     uncompiled = {k: v for k, v in steps.items() if not k.endswith(c)}
     assert speed_table.compiled_training_rows("3D", uncompiled, [tr, bf16]) == []

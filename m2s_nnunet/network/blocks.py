@@ -147,7 +147,7 @@ class FixedAllOnesFilter(nn.Module):
         dtype = torch.float32 if pooled_in_float32 else channel_sum.dtype
         compute = torch.promote_types(channel_sum.dtype, torch.float32)
         conv = F.conv3d if self.dim == 3 else F.conv2d
-        ones = torch.ones((1, 1) + (k,) * self.dim, dtype=compute, device=channel_sum.device)
+        ones = self.weight[:1, :1].to(compute)  # one input and one output channel of the all-ones kernel
         with torch.autocast(device, enabled=False):
             return conv(channel_sum.to(compute), ones, padding=k // 2).to(dtype)
 
