@@ -16,6 +16,8 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
   full resolution) and, for Hippocampus, the same with ``"last4"`` (X2 on the full-resolution stage,
   the recipe's mapping until 0.5.0), and where the CPU computes bf16 natively the recipe with ``cpu_bf16``; with
   ``--eager-and-compiled`` every network of these rows also compiled (inductor), timed in the same process;
+  for the 128x128 paper model and the Hippocampus recipe (fp32 and bf16), the same network with autograd's
+  backward of the subtraction units (as up to 0.10), beside the compact one that keeps int8 gradient factors;
 * inference at 128x128 and on the Hippocampus 3D patch (``--cases predictor predictor_3d``) inside nnU-Net's
   predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
   Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet (2D), M2SNet on the plans encoder,
@@ -77,7 +79,7 @@ from torch import nn
 from m2s_nnunet.complexity import count_parameters
 from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
 from m2s_nnunet.losses import LossNet
-from m2s_nnunet.network.blocks import MultiScaleFilters
+from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
 RGB = {"0": "R", "1": "G", "2": "B"}
@@ -139,6 +141,32 @@ def activation_bytes(case: TrainCase) -> int:
         loss = case.loss(case.net(case.x), case.y)
     del loss
     return sum(seen.values())
+
+
+def autograd_difference_cases(s: Setup, trainers: list[str]) -> dict[str, TrainCase]:
+    """The M2SNets of ``trainers`` again, each subtraction unit with autograd's backward (what a training step
+    ran up to 0.10: seven float maps saved per unit), keyed with ``AUTOGRAD_SUFFIX``."""
+    cases = {f"{k}{AUTOGRAD_SUFFIX}": c for k, c in train_cases(s, trainers).items() if k != "unet"}
+    for case in cases.values():
+        for module in case.net.modules():
+            if isinstance(module, MultiScaleSubtractionUnit):
+                module.compact_backward = False
+    return cases
+
+
+def compact_backward_rows(label: str, steps: dict[str, dict], names: dict[str, str]) -> list[list[object]]:
+    """What the compact backward of the subtraction units gives each network (``names``: trainer -> label):
+    the step's speed-up and activation memory, against the same network with autograd's backward."""
+    rows: list[list[object]] = []
+    for trainer, name in names.items():
+        compact, plain = steps.get(f"tr_{trainer}"), steps.get(f"tr_{trainer}{AUTOGRAD_SUFFIX}")
+        if compact is None or plain is None:
+            continue
+        memory = (compact["activation_mib"] / plain["activation_mib"]
+                  if compact["activation_mib"] and plain["activation_mib"] else None)
+        rows.append([f"{label}: {name}, compact / autograd's backward of the subtraction units (speed-up; memory)",
+                     plain["step_s"] / compact["step_s"], memory])
+    return rows
 
 
 def _specs(trainers: list[str]) -> list[Spec]:
@@ -228,6 +256,7 @@ TORCH_KERNELS_SUFFIX = "+torch_kernels"  # M2SNet with its oneDNN inference conv
 TORCH_KERNELS_LABEL = "M2SNet on the plans encoder, PyTorch's kernels"
 PASS_PER_INPUT_SUFFIX = "+pass_per_input"  # each subtraction unit filters its two inputs in two passes (0.9.0)
 PASS_PER_INPUT_LABEL = "M2SNet on the plans encoder, a filter pass per input"
+AUTOGRAD_SUFFIX = "+autograd_differences"  # subtraction units with autograd's backward (compact_backward off)
 COMPILED_SUFFIX = "+compiled"  # --eager-and-compiled: the network compiled, beside its eager self
 COMPILED_LABEL = " (compiled)"
 SWITCH_LABELS = (TORCH_KERNELS_LABEL, PASS_PER_INPUT_LABEL)  # M2SNet with one of its inference paths switched off
@@ -401,6 +430,8 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                 cases.update({f"{k}_upsampled": c for k, c in train_cases(
                     s, [PAPER], lambda: UpsamplingLossNet(pretrained=False), args.compile,
                     args.channels_last).items() if k != "unet"})
+                if not (args.compile or args.channels_last):
+                    cases.update(autograd_difference_cases(s, [PAPER]))
             t = time_steps(cases, device, w, r, args.compile, args.profile)
             data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
             unet, m2s, bare = t["unet"]["step_s"], t[f"tr_{PAPER}"]["step_s"], t[f"tr_{PAPER_NO_LOSSNET}"]["step_s"]
@@ -413,6 +444,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if key == "2d_128":
                 rows.append([f"{label}: M2SNet + 0.3.0's LossNet (maps upsampled to 224) / U-Net",
                              unet / t[f"tr_{PAPER}_upsampled"]["step_s"], None])
+                rows += compact_backward_rows(label, t, {PAPER: "Res2Net-50 M2SNet + LossNet"})
         for key in [k for k in ("3d_ct", "3d_hippo") if k in args.cases]:
             trainers = [DEFAULT_3D, LAST4_3D] if key == "3d_hippo" else [DEFAULT_3D]
             if key == "3d_hippo" and device.type == "cpu" and cpu_computes_bf16():
@@ -422,6 +454,9 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if args.eager_and_compiled and not args.compile:  # the same networks compiled, timed interleaved
                 cases.update({f"{k}{COMPILED_SUFFIX}": c for k, c in train_cases(
                     s, trainers, compile_=True, channels_last=args.channels_last).items()})
+            compact_rows = [t for t in (DEFAULT_3D, BF16_3D) if t in trainers] if key == "3d_hippo" else []
+            if not (args.compile or args.channels_last):
+                cases.update(autograd_difference_cases(s, compact_rows))
             t = time_steps(cases, device, w, r, args.compile, args.profile)
             data[key] = {"patch": s.patch, "batch": s.batch, "steps": t}
             label = f"3D {'x'.join(map(str, s.patch))}, batch {s.batch}"
@@ -431,6 +466,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
                 rows.append([f"{label}: {what}", t["unet"]["step_s"] / m["step_s"],
                              _activation_ratio(t, f"tr_{trainer}")])
             rows += compiled_training_rows(label, t, trainers)
+            rows += compact_backward_rows(label, t, {trainer: training_3d_label(trainer) for trainer in compact_rows})
         if args.plans is not None:
             forget_compiled_graphs()
             s = load_setup(args.plans, args.dataset_json or args.plans.parent / "dataset.json", args.configuration,

@@ -17,6 +17,8 @@ from dynamic_network_architectures.building_blocks.helper import (
 )
 from torch import nn
 
+from m2s_nnunet.network.unit_differences import unit_differences
+
 # the decoder's norm choices: BatchNorm (the paper's) and InstanceNorm (nnU-Net's for small 3D batches, where
 # batch statistics are noisy), as ``get_default_network_config`` names them
 NORM_TYPES = {"batch": "bn", "instance": "in"}
@@ -179,16 +181,39 @@ class FixedAllOnesFilter(nn.Module):
         """``self.norm`` applied to ``box`` broadcast to C channels, computed on the one channel it has."""
         norm = self.norm
         shape = (1, -1) + (1,) * self.dim
-        weight, bias = norm.weight.to(box.dtype).view(shape), norm.bias.to(box.dtype).view(shape)
-        if isinstance(norm, nn.modules.instancenorm._InstanceNorm) and not norm.track_running_stats:
-            return F.instance_norm(box, eps=norm.eps) * weight + bias
+        if self.normalises_with_statistics_of_its_input:
+            normalised, weight, bias = self._normalised_and_affine(box)
+            return normalised * weight + bias
         if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or (
                 not norm.training and norm.running_mean is None):
             return norm(box.expand(-1, self.channels, *box.shape[2:]))
-        if not norm.training:  # running statistics: one affine map per channel
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            shift = norm.bias - norm.running_mean * scale
-            return box * scale.to(box.dtype).view(shape) + shift.to(box.dtype).view(shape)
+        # running statistics: one affine map per channel
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        return box * scale.to(box.dtype).view(shape) + shift.to(box.dtype).view(shape)
+
+    @property
+    def normalises_with_statistics_of_its_input(self) -> bool:
+        """Whether the norm normalises with its input's statistics, then scales and shifts each channel
+        (InstanceNorm without running statistics, BatchNorm in training): ``affine_parts`` applies."""
+        norm = self.norm
+        if isinstance(norm, nn.modules.instancenorm._InstanceNorm):
+            return not norm.track_running_stats
+        return isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.training
+
+    def affine_parts(self, channel_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(n, weight, bias)`` with ``from_channel_sum(channel_sum) == relu(n * weight + bias)``: the one-channel
+        normalised box response and the per-channel affine parameters shaped to broadcast against it. Only where
+        ``computes_one_channel`` and ``normalises_with_statistics_of_its_input`` (a BatchNorm's running
+        statistics are updated here, as ``from_channel_sum`` updates them)."""
+        return self._normalised_and_affine(self.box_of_channel_sum(channel_sum))
+
+    def _normalised_and_affine(self, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        norm = self.norm
+        shape = (1, -1) + (1,) * self.dim
+        weight, bias = norm.weight.to(box.dtype).view(shape), norm.bias.to(box.dtype).view(shape)
+        if isinstance(norm, nn.modules.instancenorm._InstanceNorm):
+            return F.instance_norm(box, eps=norm.eps), weight, bias
         momentum = norm.momentum if norm.momentum is not None else 0.0
         running_mean = running_var = None
         if norm.track_running_stats:  # as nn.BatchNorm does; every channel's statistics are channel 0's
@@ -202,7 +227,7 @@ class FixedAllOnesFilter(nn.Module):
             with torch.no_grad():
                 norm.running_mean.copy_(running_mean.expand_as(norm.running_mean))
                 norm.running_var.copy_(running_var.expand_as(norm.running_var))
-        return normalised * weight + bias
+        return normalised, weight, bias
 
 
 class MultiScaleFilters(nn.Module):
@@ -221,6 +246,18 @@ class MultiScaleFilters(nn.Module):
             total = sum_over_channels(x)
             return self.f3.from_channel_sum(total), self.f5.from_channel_sum(total)
         return self.f3(x), self.f5(x)
+
+    @property
+    def gives_affine_parts(self) -> bool:
+        """Whether ``affine_parts`` applies: both filters on the one-channel path, with an input-statistics norm
+        followed by a ReLU."""
+        return all(f.computes_one_channel and f.normalises_with_statistics_of_its_input and type(f.act) is nn.ReLU
+                   for f in (self.f3, self.f5))
+
+    def affine_parts(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]:
+        """``(f3.affine_parts, f5.affine_parts)`` of ``x``'s channel sum, in the order ``responses`` runs them."""
+        total = sum_over_channels(x)
+        return self.f3.affine_parts(total), self.f5.affine_parts(total)
 
     def pair_responses(self, a: torch.Tensor, b: torch.Tensor
                        ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -243,14 +280,25 @@ class MultiScaleSubtractionUnit(nn.Module):
 
     Pixel-level (identity), 3x3 and 5x5 structure-level differences in one unit. The fixed filters are
     shared by all ten units of the pyramid, so they are passed to ``forward`` instead of being owned here.
+    In training the differences keep int8 gradient factors for backward (``unit_differences``; the same output,
+    about a fifth of autograd's saved bytes); ``compact_backward = False`` gives autograd's backward.
     """
 
     def __init__(self, channels: int, dim: int = 2, norm: str = "batch") -> None:
         super().__init__()
         self.conv = ConvNormAct(channels, channels, dim, norm=norm)
+        # training: int8 gradient factors for backward instead of seven float maps (unit_differences.py)
+        self.compact_backward = True
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, filters: MultiScaleFilters) -> torch.Tensor:
         a = resize_to(a, b)
-        (a3, a5), (b3, b5) = filters.pair_responses(a, b)
-        diff = torch.abs(a - b) + torch.abs(a3 - b3) + torch.abs(a5 - b5)
+        if self.compact_backward and _records_gradient(a, b) and filters.gives_affine_parts:
+            diff = unit_differences(a, b, filters.affine_parts(a), filters.affine_parts(b))
+        else:
+            (a3, a5), (b3, b5) = filters.pair_responses(a, b)
+            diff = torch.abs(a - b) + torch.abs(a3 - b3) + torch.abs(a5 - b5)
         return self.conv(diff)
+
+
+def _records_gradient(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)

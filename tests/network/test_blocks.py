@@ -99,15 +99,20 @@ def _separate_filter_calls(unit: MultiScaleSubtractionUnit, a: torch.Tensor, b: 
     return unit.conv(torch.abs(a - b) + torch.abs(f3(a) - f3(b)) + torch.abs(f5(a) - f5(b)))
 
 
+@pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("norm", ["batch", "instance"])
 @pytest.mark.parametrize("dim", [2, 3])
-def test_subtraction_unit_shares_one_channel_sum_per_input_exactly(norm, dim):
+def test_subtraction_unit_shares_one_channel_sum_per_input_exactly(norm, dim, compact):
     """F3 and F5 of one input start from one channel sum (2 reductions per unit instead of 4) and the unit's
-    outputs and running statistics are bit-identical to separate filter calls. Gradients too, in one unit; in the
-    whole network, where tensors feed several units, autograd may add their parts in another order."""
+    outputs and running statistics are bit-identical to separate filter calls. Gradients too with autograd's
+    backward of the unit, in one unit (in the whole network, where tensors feed several units, autograd may add
+    their parts in another order); the compact backward sums over channels and positions in its own order."""
     torch.manual_seed(0)
     filters = MultiScaleFilters(8, dim, norm=norm)
     unit = MultiScaleSubtractionUnit(8, dim, norm=norm)
+    unit.compact_backward = compact
+    same_gradient = (lambda x, y: torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)) if compact else (
+        lambda x, y: torch.equal(x, y) or pytest.fail("gradients differ"))
     with torch.no_grad():  # distinct affine parameters, so f3 and f5 differ
         filters.f3.norm.weight.copy_(torch.linspace(0.5, 2.0, 8))
         filters.f5.norm.bias.copy_(torch.linspace(-1.0, 1.0, 8))
@@ -125,10 +130,11 @@ def test_subtraction_unit_shares_one_channel_sum_per_input_exactly(norm, dim):
         grad = torch.randn_like(shared)
         shared.backward(grad)
         separate.backward(grad)
-        assert torch.equal(a1.grad, a2.grad) and torch.equal(b1.grad, b2.grad)
+        same_gradient(a1.grad, a2.grad)
+        same_gradient(b1.grad, b2.grad)
         for mine, theirs in zip([*filters.parameters(), *unit.parameters()],
                                 [*twins[0].parameters(), *twins[1].parameters()]):
-            assert torch.equal(mine.grad, theirs.grad)
+            same_gradient(mine.grad, theirs.grad)
         for module in (filters, unit, *twins):
             module.zero_grad()
         for mine, theirs in ((filters, twins[0]), (unit, twins[1])):
