@@ -81,13 +81,14 @@ def check_subtraction_unit(ctx: Context) -> list[str]:
     """A subtraction unit against the fixed filters called one by one, under fp16 and bf16 autocast, eager and
     compiled (compiled on CUDA only: inductor on CPU takes minutes). Without gradients (prediction) the unit
     filters both inputs in one pass; with them (training mode, inputs that need gradients) one pass per input,
-    each sharing one channel sum for F3 and F5."""
+    each sharing one channel sum for F3 and F5, and the compact backward (int8 gradient factors), whose input
+    gradient is compared with autograd's through the separate calls."""
     import copy
 
     from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit, resize_to
 
-    lines = ["| dim | norm | path | autocast | compiled | max abs error, fused vs separate | finite |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dim | norm | path | autocast | compiled | max abs error, fused vs separate | input gradient: max abs "
+             "error (max abs) | finite |", "|---|---|---|---|---|---|---|---|"]
     for dim in (2, 3):
         for norm in ("batch", "instance"):
             torch.manual_seed(0)
@@ -102,18 +103,29 @@ def check_subtraction_unit(ctx: Context) -> list[str]:
             side = (12 if dim == 3 else 48) if ctx.smoke else (24 if dim == 3 else 96)
             a = torch.randn(2, 64, *([side // 2] * dim), device=ctx.device)
             b = torch.randn(2, 64, *([side] * dim), device=ctx.device)
-            for path, training in (("one pass (prediction)", False), ("pass per input (training)", True)):
+            paths = (("one pass (prediction)", False), ("pass per input, compact backward (training)", True))
+            for path, training in paths:
                 for module in (filters, unit, ref_filters, ref_unit):
                     module.train(training)
                 for dtype in ctx.amp_dtypes:
                     for compiled in (False, True) if ctx.device.type == "cuda" else (False,):
                         fused = torch.compile(unit) if compiled else unit
                         x, y = a.clone().requires_grad_(training), b.clone()
+                        x_ref = a.clone().requires_grad_(training)
                         with torch.set_grad_enabled(training), ctx.autocast(dtype):
-                            ref = separate(x, y).float()
+                            ref = separate(x_ref, y).float()
                             out = fused(x, y, filters).float()
+                        gradient = "-"
+                        if training:
+                            weights = torch.randn_like(ref)
+                            (ref * weights).sum().backward()
+                            (out * weights).sum().backward()
+                            gradient = (f"{(x.grad - x_ref.grad).abs().max().item():.3g} "
+                                        f"({x_ref.grad.abs().max().item():.3g})")
+                        finite = bool(torch.isfinite(out).all())
+                        finite = finite and (not training or bool(torch.isfinite(x.grad).all()))
                         lines.append(f"| {dim}D | {norm} | {path} | {_name(dtype)} | {compiled} | "
-                                     f"{(out - ref).abs().max().item():.3g} | {bool(torch.isfinite(out).all())} |")
+                                     f"{(out - ref).abs().max().item():.3g} | {gradient} | {finite} |")
     return lines
 
 

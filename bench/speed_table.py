@@ -17,7 +17,7 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
   the recipe's mapping until 0.5.0), and where the CPU computes bf16 natively the recipe with ``cpu_bf16``; with
   ``--eager-and-compiled`` every network of these rows also compiled (inductor), timed in the same process;
   for the 128x128 paper model and the Hippocampus recipe (fp32 and bf16), the same network with autograd's
-  backward of the subtraction units (as up to 0.10), beside the compact one that keeps int8 gradient factors;
+  backward of the subtraction units (as 0.9.0 trained), beside the compact one that keeps int8 gradient factors;
 * inference at 128x128 and on the Hippocampus 3D patch (``--cases predictor predictor_3d``) inside nnU-Net's
   predictor (``nnUNetPredictor.predict_sliding_window_return_logits``:
   Gaussian sliding window and test-time mirroring): U-Net, Res2Net-50 M2SNet (2D), M2SNet on the plans encoder,
@@ -79,7 +79,7 @@ from torch import nn
 from m2s_nnunet.complexity import count_parameters
 from m2s_nnunet.cpu_bf16 import cpu_computes_bf16
 from m2s_nnunet.losses import LossNet
-from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit
+from m2s_nnunet.network.blocks import MultiScaleFilters, set_compact_backward
 from m2s_nnunet.training.loss import SegmentationPlusLossNet
 
 RGB = {"0": "R", "1": "G", "2": "B"}
@@ -145,12 +145,10 @@ def activation_bytes(case: TrainCase) -> int:
 
 def autograd_difference_cases(s: Setup, trainers: list[str]) -> dict[str, TrainCase]:
     """The M2SNets of ``trainers`` again, each subtraction unit with autograd's backward (what a training step
-    ran up to 0.10: seven float maps saved per unit), keyed with ``AUTOGRAD_SUFFIX``."""
+    ran in 0.9.0: seven float maps saved per unit), keyed with ``AUTOGRAD_SUFFIX``."""
     cases = {f"{k}{AUTOGRAD_SUFFIX}": c for k, c in train_cases(s, trainers).items() if k != "unet"}
     for case in cases.values():
-        for module in case.net.modules():
-            if isinstance(module, MultiScaleSubtractionUnit):
-                module.compact_backward = False
+        set_compact_backward(case.net, False)
     return cases
 
 

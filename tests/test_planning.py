@@ -152,3 +152,14 @@ def test_2d_patch_multiples_suit_both_the_timm_and_the_plans_encoder():
     assert patch_multiples({"patch_size": [64, 64]}, RESNET18) == [32, 32]
     three_d = {"patch_size": [40, 56, 40], "architecture": {"arch_kwargs": ARCH_3D}}
     assert patch_multiples(three_d, PLANS_3D) == [4, 8, 8]
+
+
+def test_memory_model_measures_autograds_backward_of_the_subtraction_units(monkeypatch):
+    """Training keeps less since the compact backward of the units, but the planner measures what 0.9.0 measured,
+    so a dataset planned again gets the same batch and patch."""
+    import m2s_nnunet.network.blocks as blocks
+
+    planned = measure_memory_model(RESNET18, {"patch_size": [64, 64]}, 3, 2).activation_bytes_per_pixel
+    monkeypatch.setattr(blocks, "set_compact_backward", lambda net, enabled: None)  # keep the compact backward
+    compact = measure_memory_model(RESNET18, {"patch_size": [64, 64]}, 3, 2).activation_bytes_per_pixel
+    assert compact < 0.9 * planned

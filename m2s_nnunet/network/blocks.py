@@ -302,3 +302,11 @@ class MultiScaleSubtractionUnit(nn.Module):
 
 def _records_gradient(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def set_compact_backward(net: nn.Module, enabled: bool) -> None:
+    """Switch the compact backward of every subtraction unit of ``net`` on or off (off: autograd's, as 0.9.0 trained;
+    the planner's memory model measures that one, so plans stay what earlier versions planned)."""
+    for module in net.modules():
+        if isinstance(module, MultiScaleSubtractionUnit):
+            module.compact_backward = enabled

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit
+from m2s_nnunet.network.blocks import MultiScaleFilters, MultiScaleSubtractionUnit, set_compact_backward
 from m2s_nnunet.network.unit_differences import unit_differences
 
 
@@ -159,9 +159,7 @@ def test_whole_network_step_equals_autograds(name, settings):
     torch.manual_seed(0)
     net = build(config, 1, 2, deep_supervision=settings.get("side_heads", False), **settings).train()
     plain = copy.deepcopy(net)
-    for module in plain.modules():
-        if isinstance(module, MultiScaleSubtractionUnit):
-            module.compact_backward = False
+    set_compact_backward(plain, False)
     x = torch.randn(2, 1, *config["patch_size"])
     outputs = []
     for model in (net, plain):
