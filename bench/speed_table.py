@@ -452,7 +452,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if args.eager_and_compiled and not args.compile:  # the same networks compiled, timed interleaved
                 cases.update({f"{k}{COMPILED_SUFFIX}": c for k, c in train_cases(
                     s, trainers, compile_=True, channels_last=args.channels_last).items()})
-            compact_rows = [t for t in (DEFAULT_3D, BF16_3D) if t in trainers] if key == "3d_hippo" else []
+            compact_rows = [tr for tr in (DEFAULT_3D, BF16_3D) if tr in trainers] if key == "3d_hippo" else []
             if not (args.compile or args.channels_last):
                 cases.update(autograd_difference_cases(s, compact_rows))
             t = time_steps(cases, device, w, r, args.compile, args.profile)
