@@ -3,7 +3,7 @@
 ``|a - b| + |relu(n3a * w3 + c3) - relu(n3b * w3 + c3)| + |relu(n5a * w5 + c5) - relu(n5b * w5 + c5)|``, where
 ``n..`` are the one-channel normalised box responses of the fixed filters and ``w``, ``c`` their per-channel
 affine weight and bias. Autograd would keep seven full-width float tensors per unit for its backward (the three
-differences and the four ReLU outputs), the largest part of a 3D training step's activation memory. Every
+differences and the four ReLU outputs): a third of the 3D recipe's saved activations on Hippocampus plans. Every
 gradient of this sum is the incoming gradient times -1, 0 or 1 (the signs of the differences, gated by the
 ReLUs), so this function keeps those factors as int8 instead: 5 bytes per value in place of 28 in float32.
 The forward runs the same operations as the plain expression, so its output is identical; gradients equal
