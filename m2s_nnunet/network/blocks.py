@@ -68,6 +68,11 @@ def sum_over_channels(x: torch.Tensor) -> torch.Tensor:
     return x.sum(dim=1, keepdim=True)
 
 
+def _records_gradient(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records a graph through any of ``tensors`` (training, not prediction)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 class ConvNormAct(nn.Sequential):
     """conv(k=3, padding 1) -> norm -> ReLU: the unit every decoder stage of M2SNet is made of."""
 
@@ -266,7 +271,7 @@ class MultiScaleFilters(nn.Module):
         two channel sums go through the filters as one batch: half the box filters, norms and activations of
         two calls, with the same per-sample operations, so the same values. Training keeps two calls: there a
         BatchNorm's batch statistics would mix ``a`` and ``b``, and gradients would sum in another order."""
-        if a.shape == b.shape and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)) and all(
+        if a.shape == b.shape and not _records_gradient(a, b) and all(
                 f.computes_one_channel and f.normalises_each_sample for f in (self.f3, self.f5)):
             channel_sums = torch.cat([sum_over_channels(a), sum_over_channels(b)])
             n = a.shape[0]
@@ -298,10 +303,6 @@ class MultiScaleSubtractionUnit(nn.Module):
             (a3, a5), (b3, b5) = filters.pair_responses(a, b)
             diff = torch.abs(a - b) + torch.abs(a3 - b3) + torch.abs(a5 - b5)
         return self.conv(diff)
-
-
-def _records_gradient(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def set_compact_backward(net: nn.Module, enabled: bool) -> None:

@@ -107,15 +107,14 @@ def test_compact_backward_keeps_int8_factors_instead_of_float_maps(dim):
     assert torch.int8 in compact_dtypes
 
 
-def test_unit_takes_the_compact_backward_only_where_it_applies():
+def test_unit_takes_the_compact_backward_only_where_it_applies(monkeypatch):
     """Training with an input-statistics norm: compact. Without gradients, with a norm that uses running statistics
     (BatchNorm in eval mode) or another norm module (nnU-Net's SyncBatchNorm), or switched off: autograd's."""
-    compact_calls = []
-    original = MultiScaleSubtractionUnit.forward.__globals__["unit_differences"]
+    import m2s_nnunet.network.blocks as blocks
 
-    def counting(*args):
-        compact_calls.append(1)
-        return original(*args)
+    compact_calls = []
+    monkeypatch.setattr(blocks, "unit_differences",
+                        lambda *args: compact_calls.append(1) or unit_differences(*args))
 
     class OtherBatchNorm(nn.BatchNorm2d):
         pass
@@ -127,25 +126,20 @@ def test_unit_takes_the_compact_backward_only_where_it_applies():
             unit(a, torch.randn(2, 8, 6, 6), filters)
         return bool(compact_calls)
 
-    globals_ = MultiScaleSubtractionUnit.forward.__globals__
-    globals_["unit_differences"] = counting
-    try:
-        for norm in ("instance", "batch"):
-            filters, unit = MultiScaleFilters(8, 2, norm=norm), MultiScaleSubtractionUnit(8, 2, norm=norm)
-            assert runs_compact(filters, unit)
-            assert not runs_compact(filters, unit, grad=False)
-            unit.compact_backward = False
-            assert not runs_compact(filters, unit)
-        filters, unit = MultiScaleFilters(8, 2, norm="batch").eval(), MultiScaleSubtractionUnit(8, 2, norm="batch")
-        assert not runs_compact(filters, unit)  # running statistics: nothing to normalise with, all affine
-        filters = MultiScaleFilters(8, 2, norm="batch")
-        filters.f5.norm = OtherBatchNorm(8)
+    for norm in ("instance", "batch"):
+        filters, unit = MultiScaleFilters(8, 2, norm=norm), MultiScaleSubtractionUnit(8, 2, norm=norm)
+        assert runs_compact(filters, unit)
+        assert not runs_compact(filters, unit, grad=False)
+        unit.compact_backward = False
         assert not runs_compact(filters, unit)
-        filters = MultiScaleFilters(8, 2, norm="instance")
-        filters.f3.act = nn.LeakyReLU(inplace=True)
-        assert not runs_compact(filters, unit)
-    finally:
-        globals_["unit_differences"] = original
+    filters, unit = MultiScaleFilters(8, 2, norm="batch").eval(), MultiScaleSubtractionUnit(8, 2, norm="batch")
+    assert not runs_compact(filters, unit)  # running statistics: nothing to normalise with, all affine
+    filters = MultiScaleFilters(8, 2, norm="batch")
+    filters.f5.norm = OtherBatchNorm(8)
+    assert not runs_compact(filters, unit)
+    filters = MultiScaleFilters(8, 2, norm="instance")
+    filters.f3.act = nn.LeakyReLU(inplace=True)
+    assert not runs_compact(filters, unit)
 
 
 @pytest.mark.parametrize("name,settings", [("3d_fullres", {"refine": True, "side_heads": True}),
