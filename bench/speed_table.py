@@ -15,7 +15,8 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
   recipe + 0.1 LossNet on slices; with 4-stage plans its ``level_mapping: "deeper"`` keeps X2 below the
   full resolution) and, for Hippocampus, the same with ``"last4"`` (X2 on the full-resolution stage,
   the recipe's mapping until 0.5.0), and where the CPU computes bf16 natively the recipe with ``cpu_bf16``; with
-  ``--eager-and-compiled`` every network of these rows also compiled (inductor), timed in the same process;
+  ``--eager-and-compiled`` every network of these 2D and 3D rows also compiled (inductor; the network, not
+  LossNet, as nnU-Net compiles it), timed in the same process;
   for the 128x128 paper model and the Hippocampus recipe (fp32 and bf16), the same network with autograd's
   backward of the subtraction units (as 0.9.0 trained), beside the compact one that keeps int8 gradient factors;
 * inference at 128x128 and on the Hippocampus 3D patch (``--cases predictor predictor_3d``) inside nnU-Net's
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -344,14 +346,23 @@ def training_3d_label(trainer: str) -> str:
     return TRAINING_3D_LABELS.get(trainer, "M2SNetTrainer (recipe + LossNet)")
 
 
-def compiled_training_rows(label: str, steps: dict[str, dict], trainers: list[str]) -> list[list[object]]:
-    """``--eager-and-compiled``, 3D training: what compiling gives each network, each M2SNet compiled against the
-    U-Net compiled, and against the U-Net eager (nnU-Net compiles on CUDA by default, never on CPU)."""
+PAPER_2D_LABELS = {PAPER: "Res2Net-50 M2SNet + LossNet", PAPER_NO_LOSSNET: "Res2Net-50 M2SNet without LossNet"}
+
+
+def paper_2d_label(trainer: str) -> str:
+    return PAPER_2D_LABELS[trainer]
+
+
+def compiled_training_rows(label: str, steps: dict[str, dict], trainers: list[str],
+                           name_of: Callable[[str], str] = training_3d_label) -> list[list[object]]:
+    """``--eager-and-compiled``, training: what compiling gives each network, each M2SNet compiled against the
+    U-Net compiled, and against the U-Net eager (nnU-Net compiles on CUDA by default, never on CPU).
+    ``name_of``: trainer -> its label in the rows."""
     t = {key: m["step_s"] for key, m in steps.items()}
     rows: list[list[object]] = []
     for key in [k for k in t if k.endswith(COMPILED_SUFFIX)]:
         eager = key.removesuffix(COMPILED_SUFFIX)
-        name = "U-Net" if eager == "unet" else training_3d_label(eager.removeprefix("tr_"))
+        name = "U-Net" if eager == "unet" else name_of(eager.removeprefix("tr_"))
         rows.append([f"{label}: {name}, compiled / eager (the compile speed-up)", t[eager] / t[key], None])
     unet = t.get(f"unet{COMPILED_SUFFIX}")
     for trainer in trainers:
@@ -359,8 +370,8 @@ def compiled_training_rows(label: str, steps: dict[str, dict], trainers: list[st
         if m2s is None:
             continue
         if unet is not None:
-            rows.append([f"{label}, both compiled: {training_3d_label(trainer)} / U-Net", unet / m2s, None])
-        rows.append([f"{label}: {training_3d_label(trainer)}, compiled / U-Net (eager)", t["unet"] / m2s, None])
+            rows.append([f"{label}, both compiled: {name_of(trainer)} / U-Net", unet / m2s, None])
+        rows.append([f"{label}: {name_of(trainer)}, compiled / U-Net (eager)", t["unet"] / m2s, None])
     return rows
 
 
@@ -424,6 +435,9 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             s = setup(key)
             cases = train_cases(s, [PAPER, PAPER_NO_LOSSNET], compile_=args.compile,
                                 channels_last=args.channels_last)
+            if args.eager_and_compiled and not args.compile:  # the same networks compiled, timed interleaved
+                cases.update({f"{k}{COMPILED_SUFFIX}": c for k, c in train_cases(
+                    s, [PAPER, PAPER_NO_LOSSNET], compile_=True, channels_last=args.channels_last).items()})
             if key == "2d_128":
                 cases.update({f"{k}_upsampled": c for k, c in train_cases(
                     s, [PAPER], lambda: UpsamplingLossNet(pretrained=False), args.compile,
@@ -442,7 +456,8 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if key == "2d_128":
                 rows.append([f"{label}: M2SNet + 0.3.0's LossNet (maps upsampled to 224) / U-Net",
                              unet / t[f"tr_{PAPER}_upsampled"]["step_s"], None])
-                rows += compact_backward_rows(label, t, {PAPER: "Res2Net-50 M2SNet + LossNet"})
+                rows += compact_backward_rows(label, t, {PAPER: PAPER_2D_LABELS[PAPER]})
+            rows += compiled_training_rows(label, t, [PAPER, PAPER_NO_LOSSNET], paper_2d_label)
         for key in [k for k in ("3d_ct", "3d_hippo") if k in args.cases]:
             trainers = [DEFAULT_3D, LAST4_3D] if key == "3d_hippo" else [DEFAULT_3D]
             if key == "3d_hippo" and device.type == "cpu" and cpu_computes_bf16():
@@ -598,7 +613,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every network (activation memory is then not measured)")
     p.add_argument("--eager-and-compiled", action="store_true",
-                   help="predictor and 3D training rows: every network eager and compiled, timed in one process "
+                   help="predictor rows and the 2D paper-model and 3D training rows: every network eager and "
+                        "compiled, timed in one process "
                         "(the compile speed-up of each, and the ratios with both compiled)")
     p.add_argument("--freezing", action="store_true",
                    help="compile with inductor's freezing (weights become constants of the program; CPU inference "

@@ -740,3 +740,20 @@ def test_compiled_3d_training_rows(monkeypatch):
     assert rows["3D: M2SNetTrainer in bf16 (cpu_bf16), compiled / U-Net (eager)"] == pytest.approx(1.0)
     uncompiled = {k: v for k, v in steps.items() if not k.endswith(c)}
     assert speed_table.compiled_training_rows("3D", uncompiled, [tr, bf16]) == []
+
+
+def test_compiled_2d_training_rows_name_the_paper_model(monkeypatch):
+    """--eager-and-compiled in 2D training: the paper model with and without LossNet, under their own labels."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import speed_table
+
+    paper, bare = speed_table.PAPER, speed_table.PAPER_NO_LOSSNET
+    c = speed_table.COMPILED_SUFFIX
+    steps = {k: {"step_s": v} for k, v in {"unet": 1.0, f"tr_{paper}": 2.0, f"tr_{bare}": 0.9, f"unet{c}": 0.5,
+                                            f"tr_{paper}{c}": 1.6, f"tr_{bare}{c}": 0.6}.items()}
+    rows = {label: r for label, r, _ in speed_table.compiled_training_rows(
+        "2D", steps, [paper, bare], speed_table.paper_2d_label)}
+    assert rows["2D: Res2Net-50 M2SNet + LossNet, compiled / eager (the compile speed-up)"] == pytest.approx(1.25)
+    assert rows["2D, both compiled: Res2Net-50 M2SNet without LossNet / U-Net"] == pytest.approx(0.5 / 0.6)
+    assert rows["2D: Res2Net-50 M2SNet + LossNet, compiled / U-Net (eager)"] == pytest.approx(1.0 / 1.6)
+    assert len(rows) == 7
