@@ -8,8 +8,9 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
 
 * 2D, 1000 RGB images of 352x352 (nnU-Net plans a 384x384 patch), batch 2: Res2Net-50 M2SNet + 0.1 LossNet
   (``M2SNetTrainer``), with and without LossNet (the LossNet share of the step);
-* 2D, 1000 RGB images of 128x128 (patch 128x128), batch 8: the same, and LossNet as 0.3.0 ran it (128 px
-  maps upsampled to 224 before VGG16);
+* 2D, 1000 RGB images of 128x128 (patch 128x128), batch 8: the same, LossNet as 0.3.0 ran it (128 px
+  maps upsampled to 224 before VGG16), and the from-scratch recipe (``M2SNetTrainer_scratch``), also with
+  ``cpu_bf16`` where the CPU computes bf16 natively;
 * 3D thick-slice CT (5 x 0.8 x 0.8 mm, 40x128x128 voxels: patch 40x128x128, 6 stages), batch 1, and MSD
   Hippocampus (1 mm, 36x50x35: patch 40x56x40, 4 stages), batch 2: ``M2SNetTrainer`` in 3D (the from-scratch
   recipe + 0.1 LossNet on slices; with 4-stage plans its ``level_mapping: "deeper"`` keeps X2 below the
@@ -124,6 +125,10 @@ DEFAULT_3D = "M2SNetTrainer"  # 3D: the from-scratch recipe + 0.1 LossNet on sli
 LAST4_3D = register_trainer("SpeedTable_M2SNet_last4", level_mapping="last4")
 # the recipe trained under CPU bf16 autocast (its cpu_bf16 setting): timed where the CPU computes bf16 natively
 BF16_3D = register_trainer("SpeedTable_M2SNet_cpu_bf16", cpu_bf16=True)
+RECIPE_2D = "M2SNetTrainer_scratch"  # 2D: the from-scratch recipe on the plans encoder, no LossNet
+# the same under CPU bf16 autocast: timed where the CPU computes bf16 natively
+RECIPE_2D_BF16 = register_trainer("SpeedTable_M2SNet_scratch_cpu_bf16", recipe=True, lossnet_weight=0.0,
+                                  cpu_bf16=True)
 
 
 def activation_bytes(case: TrainCase) -> int:
@@ -346,11 +351,14 @@ def training_3d_label(trainer: str) -> str:
     return TRAINING_3D_LABELS.get(trainer, "M2SNetTrainer (recipe + LossNet)")
 
 
-PAPER_2D_LABELS = {PAPER: "Res2Net-50 M2SNet + LossNet", PAPER_NO_LOSSNET: "Res2Net-50 M2SNet without LossNet"}
+TRAINING_2D_LABELS = {PAPER: "Res2Net-50 M2SNet + LossNet", PAPER_NO_LOSSNET: "Res2Net-50 M2SNet without LossNet",
+                      RECIPE_2D: "the recipe (M2SNetTrainer_scratch)",
+                      # nnU-Net's U-Net has no bf16 on CPU: its default, fp32, is what users compare with
+                      RECIPE_2D_BF16: "the recipe in bf16 (cpu_bf16)"}
 
 
-def paper_2d_label(trainer: str) -> str:
-    return PAPER_2D_LABELS[trainer]
+def training_2d_label(trainer: str) -> str:
+    return TRAINING_2D_LABELS[trainer]
 
 
 def compiled_training_rows(label: str, steps: dict[str, dict], trainers: list[str],
@@ -433,11 +441,12 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
 
         for key in [k for k in ("2d_352", "2d_128") if k in args.cases]:
             s = setup(key)
-            cases = train_cases(s, [PAPER, PAPER_NO_LOSSNET], compile_=args.compile,
-                                channels_last=args.channels_last)
+            trainers = [PAPER, PAPER_NO_LOSSNET] + ([RECIPE_2D] if key == "2d_128" else [])
+            bf16 = [RECIPE_2D_BF16] if key == "2d_128" and device.type == "cpu" and cpu_computes_bf16() else []
+            cases = train_cases(s, trainers + bf16, compile_=args.compile, channels_last=args.channels_last)
             if args.eager_and_compiled and not args.compile:  # the same networks compiled, timed interleaved
                 cases.update({f"{k}{COMPILED_SUFFIX}": c for k, c in train_cases(
-                    s, [PAPER, PAPER_NO_LOSSNET], compile_=True, channels_last=args.channels_last).items()})
+                    s, trainers, compile_=True, channels_last=args.channels_last).items()})
             if key == "2d_128":
                 cases.update({f"{k}_upsampled": c for k, c in train_cases(
                     s, [PAPER], lambda: UpsamplingLossNet(pretrained=False), args.compile,
@@ -456,8 +465,12 @@ def run(args: argparse.Namespace) -> tuple[str, dict]:
             if key == "2d_128":
                 rows.append([f"{label}: M2SNet + 0.3.0's LossNet (maps upsampled to 224) / U-Net",
                              unet / t[f"tr_{PAPER}_upsampled"]["step_s"], None])
-                rows += compact_backward_rows(label, t, {PAPER: PAPER_2D_LABELS[PAPER]})
-            rows += compiled_training_rows(label, t, [PAPER, PAPER_NO_LOSSNET], paper_2d_label)
+                rows += compact_backward_rows(label, t, {PAPER: TRAINING_2D_LABELS[PAPER]})
+            for trainer in trainers[2:] + bf16:
+                what = training_2d_label(trainer) + (" / U-Net in fp32" if trainer == RECIPE_2D_BF16 else " / U-Net")
+                rows.append([f"{label}: {what}", unet / t[f"tr_{trainer}"]["step_s"],
+                             _activation_ratio(t, f"tr_{trainer}")])
+            rows += compiled_training_rows(label, t, trainers, training_2d_label)
         for key in [k for k in ("3d_ct", "3d_hippo") if k in args.cases]:
             trainers = [DEFAULT_3D, LAST4_3D] if key == "3d_hippo" else [DEFAULT_3D]
             if key == "3d_hippo" and device.type == "cpu" and cpu_computes_bf16():
