@@ -16,8 +16,8 @@ U-Net (it replaced ``bench_vs_unet.py`` in 0.9.0):
   recipe + 0.1 LossNet on slices; with 4-stage plans its ``level_mapping: "deeper"`` keeps X2 below the
   full resolution) and, for Hippocampus, the same with ``"last4"`` (X2 on the full-resolution stage,
   the recipe's mapping until 0.5.0), and where the CPU computes bf16 natively the recipe with ``cpu_bf16``; with
-  ``--eager-and-compiled`` every network of these 2D and 3D rows also compiled (inductor; the network, not
-  LossNet, as nnU-Net compiles it), timed in the same process;
+  ``--eager-and-compiled`` every network of these 2D and 3D rows but the 2D recipe in bf16 also compiled
+  (inductor; the network, not LossNet, as nnU-Net compiles it), timed in the same process;
   for the 128x128 paper model and the Hippocampus recipe (fp32 and bf16), the same network with autograd's
   backward of the subtraction units (as 0.9.0 trained), beside the compact one that keeps int8 gradient factors;
 * inference at 128x128 and on the Hippocampus 3D patch (``--cases predictor predictor_3d``) inside nnU-Net's
@@ -626,8 +626,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every network (activation memory is then not measured)")
     p.add_argument("--eager-and-compiled", action="store_true",
-                   help="predictor rows and the 2D paper-model and 3D training rows: every network eager and "
-                        "compiled, timed in one process "
+                   help="predictor and training rows: every network eager and compiled (not the 2D recipe in "
+                        "bf16), timed in one process "
                         "(the compile speed-up of each, and the ratios with both compiled)")
     p.add_argument("--freezing", action="store_true",
                    help="compile with inductor's freezing (weights become constants of the program; CPU inference "
