@@ -2,7 +2,8 @@
 
 ``bench/results_tables.py`` renders each file of ``bench/results`` with the code that wrote it. These tests fail
 when a generated block in RESULTS.md differs from its file, when a number in a block is edited by hand, when a
-committed result file has no block, and when a block names a file that is gone.
+committed result file has no block, when a block names a file that is gone, and when a file is missing from
+the index of bench/results/README.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def results_tables(monkeypatch):
 
 def test_every_result_file_has_its_block_and_each_matches(results_tables):
     assert results_tables.main(["--check"]) == 0
+
+
+def test_every_result_file_is_listed_with_its_command():
+    """bench/results/README.md is the index of the result files: each one named in a row of its table."""
+    index = (BENCH / "results" / "README.md").read_text()
+    unlisted = [f.name for f in sorted((BENCH / "results").glob("*.json")) if f"`{f.name}`" not in index]
+    assert not unlisted, f"add a row (section, command) to bench/results/README.md for: {unlisted}"
 
 
 def test_a_number_edited_in_a_block_is_caught_and_rewritten(results_tables, tmp_path, capsys):
